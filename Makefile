@@ -1,0 +1,34 @@
+# Needs only Python 3.11+ and make: everything else is installed into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,server]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Chat as the OS user on the embedded PostgreSQL (or DATABASE_URL when set).
+run: $(STAMP)
+	$(BIN)/memory-agent chat --user "$${MEMORY_AGENT_USER:-$$(whoami)}"
+
+lint: $(STAMP)
+	$(BIN)/ruff check memory_agent tests benchmarks
+	$(BIN)/ruff format --check memory_agent tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
