@@ -1,0 +1,39 @@
+"""The exceptions memory_agent raises, in one place.
+
+Every error the package raises on purpose is a `MemoryAgentError`; lower-level errors
+(psycopg, pgserver, LangChain) are wrapped at the boundary with `raise ... from exc` so the
+caller sees what went wrong in our terms and can still reach the cause.
+"""
+
+from __future__ import annotations
+
+
+class MemoryAgentError(Exception):
+    """Base class of every error memory_agent raises on purpose."""
+
+
+class ConfigurationError(MemoryAgentError):
+    """A setting is missing or wrong; the message says which and what to do."""
+
+
+class DatabaseUnavailableError(MemoryAgentError):
+    """PostgreSQL cannot be reached or failed; never hidden behind a fall-back."""
+
+
+class InvalidInputError(MemoryAgentError, ValueError):
+    """The input of a turn (message, user id, thread id) was rejected before anything was stored."""
+
+
+class ThreadOwnershipError(MemoryAgentError, PermissionError):
+    """A turn on a thread by a user who does not own it was refused."""
+
+
+class ModelError(MemoryAgentError):
+    """A chat model or embedding model could not be resolved or called."""
+
+
+REJECTION_ERRORS: dict[str, type[MemoryAgentError]] = {
+    "invalid_input": InvalidInputError,
+    "ownership": ThreadOwnershipError,
+}
+"""Maps the `rejection.code` recorded in the state to the error the `reject` node raises."""

@@ -1,0 +1,34 @@
+"""Prompts, as named constants."""
+
+SYSTEM_PROMPT = """You are a helpful assistant with long-term memory of the user.
+Use what you remember when it helps; never invent memories.
+{memories}{summary}"""
+
+MEMORIES_BLOCK = """
+What you remember about the user:
+{lines}
+"""
+
+SUMMARY_BLOCK = """
+Earlier in this conversation (summary):
+{summary}
+"""
+
+EXTRACTION_PROMPT = """Extract durable memories about the user from their message: facts about
+them (name, where they live, work, family), their preferences, and named entities in their life.
+Each memory is one self-contained third-person sentence ("The user lives in Busan."), with a short
+stable `subject` naming what it is about, so that a later change of the same thing has the same
+subject. Return an empty list when the message states nothing durable."""
+
+INTENT_PROMPT = """Classify the user's message for a memory-backed assistant:
+greeting, small_talk (no memory needed), recall (refers to the past or to what the assistant
+should know about the user), question, statement (tells something), irrelevant."""
+
+SUMMARY_PROMPT = """Update the running summary of a conversation with the messages below, in at
+most {chars} characters. Keep names, facts, decisions and open questions.
+
+Current summary:
+{summary}
+
+New messages:
+{messages}"""

@@ -1,0 +1,123 @@
+"""The graph's state: a narrow input, the full supervisor state, and the output.
+
+`InputState` is what the outside world sends (the LangGraph server's chat UI included):
+messages and an optional `user_id`. `SupervisorState` is everything a turn keeps; the fields
+marked "per turn" are reset by the initialize node at the start of every turn.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+Intent = Literal["greeting", "small_talk", "recall", "question", "statement", "irrelevant"]
+Status = Literal["running", "completed", "rejected"]
+MemoryKind = Literal["conversation", "fact", "preference", "entity", "episode"]
+
+
+class MemoryRecord(TypedDict, total=False):
+    """One long-term memory as loaded for a turn."""
+
+    kind: MemoryKind
+    """Which namespace it came from."""
+    key: str
+    """Its key in the store (the thread id for a conversation)."""
+    text: str
+    """The text shown to the model."""
+    score: float | None
+    """Relevance to the message (None for recency-only loads)."""
+    updated_at: str
+    """ISO-8601 time of the last update."""
+
+
+class MemoryBudget(TypedDict):
+    """How many memories of each kind a turn may load, chosen from the intent."""
+
+    conversations: int
+    """Recent conversation summaries of the user (other threads)."""
+    memories: int
+    """Facts, preferences and entities relevant to the message."""
+
+
+class Plan(TypedDict, total=False):
+    """What the planning node decided for this turn."""
+
+    intent: Intent
+    budget: MemoryBudget
+    teams: list[str]
+    """Teams to run before the response (empty: answer directly)."""
+    reason: str
+    """Why, in a sentence: shown in progress events and logs."""
+
+
+class Rejection(TypedDict):
+    """Why initialize refused a turn; the reject node raises the matching error."""
+
+    code: Literal["invalid_input", "ownership"]
+    message: str
+
+
+class InputState(TypedDict, total=False):
+    """What a caller sends for one turn."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    """The new message(s) of the turn; the last one must be the user's."""
+    user_id: str | None
+    """Who is talking. None or absent: an anonymous turn (no memory read or written). Under the
+    LangGraph server with auth on, the authenticated identity wins and a different value here is
+    refused."""
+
+
+class OutputState(TypedDict, total=False):
+    """What a turn returns."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    user_id: str | None
+    status: Status
+    intent: Intent
+    plan: Plan
+    loaded_memories: list[MemoryRecord]
+    team_results: dict[str, Any]
+    failed_teams: list[str]
+    error_log: list[str]
+    summary: str
+
+
+class SupervisorState(InputState, total=False):
+    """The full state of a thread, checkpointed after every step."""
+
+    # --- per turn (reset by initialize) ---
+    status: Status
+    start_time: float
+    """Wall-clock start of the turn (seconds since the epoch)."""
+    intent: Intent
+    plan: Plan
+    active_teams: list[str]
+    completed_teams: list[str]
+    failed_teams: list[str]
+    team_results: dict[str, Any]
+    error_log: list[str]
+    loaded_memories: list[MemoryRecord]
+    memory_load_time: float
+    """Milliseconds spent loading memories in planning."""
+    rejection: Rejection | None
+    turn_messages: list[str]
+    """Ids of the messages this turn's input added (their provenance for memories)."""
+
+    # --- per thread ---
+    thread_owner: str | None
+    """The user id recorded on the first turn (None: an anonymous thread)."""
+    turn_count: int
+    """Completed turns on this thread."""
+    message_count: int
+    """Messages ever exchanged on this thread (the window keeps only the recent ones)."""
+    last_message_id: str | None
+    """Id of the last message of the previous turn: what comes after it is the new input."""
+    summary: str
+    """Running summary of the messages that left the window."""
+    title: str
+    """Title of the conversation (from its first message)."""
+    created_at: str
+    """ISO-8601 time of the first turn."""
