@@ -1,0 +1,82 @@
+"""Intent classification and the memory budget each intent gets.
+
+The planning node asks the chat model (structured output) when a real model is configured and
+falls back to these rules only when the model cannot give structured output; the offline model
+always uses the rules. The budget is what keeps memory look-ups off turns that do not need them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel
+
+from memory_agent.context import AgentContext
+from memory_agent.models import is_question
+from memory_agent.prompts import INTENT_PROMPT
+from memory_agent.state import Intent, MemoryBudget
+
+logger = logging.getLogger(__name__)
+
+_SMALL_TALK = re.compile(
+    r"^\s*(hi|hello|hey|yo|hiya|good (morning|afternoon|evening|night)|thanks?( you)?|thx|"
+    r"ok(ay)?|cool|great|nice|bye|goodbye|see you|how are you( doing)?|what'?s up|lol)\b[\s!.?,]*"
+    r"(there|again|so much|a lot|everyone|friend)?[\s!.?,]*$",
+    re.IGNORECASE,
+)
+_GREETING = re.compile(r"^\s*(hi|hello|hey|yo|hiya|good (morning|afternoon|evening))\b", re.I)
+_RECALL = re.compile(
+    r"\b(remember|recall|last time|earlier|before|previous(ly)?|again|we (talked|discussed|spoke)|"
+    r"i (told|said|mentioned)|you know about me|about me|what(?:'s| is| are| was| were) my|"
+    r"who am i|where do i|what do i|do you know)\b",
+    re.IGNORECASE,
+)
+
+
+class _IntentDecision(BaseModel):
+    intent: Intent
+    reason: str = ""
+
+
+def classify_by_rules(text: str) -> tuple[Intent, str]:
+    """The intent of a user message, by deterministic rules, with the reason."""
+    if not text.strip():
+        return "irrelevant", "empty message"
+    if _SMALL_TALK.match(text):
+        if _GREETING.match(text):
+            return "greeting", "a greeting"
+        return "small_talk", "small talk needs no memory"
+    if _RECALL.search(text):
+        return "recall", "refers to the past or to what is known about the user"
+    if is_question(text):
+        return "question", "a question"
+    return "statement", "the user tells something"
+
+
+async def classify(text: str, model: BaseChatModel | None) -> tuple[Intent, str]:
+    """Classify with the model's structured output when given one, else by rules."""
+    if model is None:
+        return classify_by_rules(text)
+    try:
+        structured = model.with_structured_output(_IntentDecision)
+    except NotImplementedError:
+        logger.info("model %s has no structured output; intent by rules", type(model).__name__)
+        return classify_by_rules(text)
+    decision = await structured.ainvoke([("system", INTENT_PROMPT), ("human", text)])
+    if not isinstance(decision, _IntentDecision):
+        decision = _IntentDecision.model_validate(decision)
+    return decision.intent, decision.reason or "classified by the model"
+
+
+def budget_for(intent: Intent, ctx: AgentContext) -> MemoryBudget:
+    """How many memories a turn of this intent may load."""
+    if intent in ("greeting", "small_talk", "irrelevant"):
+        return {"conversations": 0, "memories": 0}
+    if intent == "recall":
+        return {
+            "conversations": max(5, ctx.recent_conversations),
+            "memories": 2 * ctx.max_memories,
+        }
+    return {"conversations": ctx.recent_conversations, "memories": ctx.max_memories}

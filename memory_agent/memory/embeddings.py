@@ -1,0 +1,127 @@
+"""Embeddings for the store's vector index.
+
+The offline default is a feature-hashing embedder: word unigrams, word bigrams and character
+trigrams of the lower-cased text, hashed (signed) into a fixed number of dimensions and
+L2-normalised. It needs no download and no PyTorch, is deterministic across processes, and is
+fast (tens of microseconds per short text); it captures lexical and morphological overlap, which
+is what recall over a user's own words mostly needs. `MEMORY_AGENT_EMBEDDINGS` may name any
+LangChain embeddings as "provider:model" instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Sequence
+
+from langchain_core.embeddings import Embeddings
+
+from memory_agent.errors import ConfigurationError
+
+OFFLINE_DIMS = 512
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for with about as is am are was were be been
+    being do does did have has had i me my mine you your yours we our us he him his she her it
+    its they them their this that these those what which who whom when where why how not no so
+    than too very can will just would could should shall may might must there here from into
+    up down out over under again then once all any both each few more most other some such
+    only own same s t don now""".split()
+)
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens."""
+    return _WORD.findall(text.lower())
+
+
+def _stem(word: str) -> str:
+    """A light suffix stripper: enough to make "hike"/"hiking"/"hikes"/"hiked" meet."""
+    for suffix in ("ing", "ed", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
+
+
+def _bucket(feature: str, dims: int) -> tuple[int, float]:
+    digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
+    value = int.from_bytes(digest, "little")
+    return value % dims, (1.0 if (value >> 63) & 1 else -1.0)
+
+
+class HashingEmbeddings(Embeddings):
+    """Deterministic offline embeddings by feature hashing (no model download)."""
+
+    def __init__(self, dims: int = OFFLINE_DIMS) -> None:
+        if dims < 16:
+            raise ConfigurationError("HashingEmbeddings needs at least 16 dimensions")
+        self.dims = dims
+
+    def _features(self, text: str) -> dict[str, float]:
+        words = [w for w in tokens(text) if w not in STOPWORDS]
+        stems = [_stem(w) for w in words]
+        feats: dict[str, float] = {}
+        for s in stems:
+            feats["w:" + s] = feats.get("w:" + s, 0.0) + 1.0
+        for a, b in zip(stems, stems[1:], strict=False):
+            key = f"b:{a} {b}"
+            feats[key] = feats.get(key, 0.0) + 0.5
+        for w in words:
+            padded = f"#{w}#"
+            for i in range(len(padded) - 2):
+                key = "c:" + padded[i : i + 3]
+                feats[key] = feats.get(key, 0.0) + 0.25
+        return feats
+
+    def embed_one(self, text: str) -> list[float]:
+        vec = [0.0] * self.dims
+        for feat, weight in self._features(text).items():
+            idx, sign = _bucket(feat, self.dims)
+            # Sub-linear term frequency keeps one repeated word from dominating.
+            vec[idx] += sign * (1.0 + math.log(weight)) if weight >= 1 else sign * weight
+        norm = math.sqrt(sum(v * v for v in vec))
+        if norm == 0:
+            vec[0] = 1.0
+            return vec
+        return [v / norm for v in vec]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_one(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_one(text)
+
+
+def resolve_embeddings(name: str | None = None) -> tuple[Embeddings, int]:
+    """The embeddings named by `name` or $MEMORY_AGENT_EMBEDDINGS, with their dimensions.
+
+    "offline" (default): `HashingEmbeddings`. "provider:model": LangChain's `init_embeddings`
+    (needs the `providers` extra and the provider's package).
+    """
+    name = name or os.environ.get("MEMORY_AGENT_EMBEDDINGS", "offline")
+    if name == "offline":
+        return HashingEmbeddings(), OFFLINE_DIMS
+    if ":" not in name:
+        raise ConfigurationError(
+            f"embeddings {name!r} not understood: use 'offline' or 'provider:model'"
+        )
+    try:
+        from langchain.embeddings import init_embeddings
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"embeddings {name!r} need LangChain's init_embeddings: "
+            "pip install 'memory-agent[providers]' and the provider's package"
+        ) from exc
+    try:
+        emb = init_embeddings(name)
+        dims = len(emb.embed_query("dimension probe"))
+    except Exception as exc:
+        raise ConfigurationError(f"embeddings {name!r} could not be initialised: {exc}") from exc
+    return emb, dims
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=False))

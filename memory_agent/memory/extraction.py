@@ -1,0 +1,191 @@
+"""Turning what the user said into memory records.
+
+Two extractors produce the same `MemoryDraft` records: `extract_with_rules` (deterministic,
+offline, used with the offline model and in tests) and `extract_with_model` (structured output
+of the configured chat model). A draft's `subject` names what it is about; two drafts with the
+same subject are about the same thing, so the newer replaces the older (see the service).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Literal, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, Field
+
+from memory_agent.prompts import EXTRACTION_PROMPT
+
+logger = logging.getLogger(__name__)
+
+DraftKind = Literal["fact", "preference", "entity"]
+
+
+class MemoryDraft(TypedDict):
+    """A memory to persist, before provenance is attached."""
+
+    kind: DraftKind
+    subject: str
+    """Normalised subject ("name", "location", "preference:pizza", "entity:dog"): the identity
+    of the memory; a newer draft with the same subject replaces the older one."""
+    text: str
+    """A self-contained sentence about the user, in the third person."""
+
+
+_CLAUSE_END = re.compile(
+    r"\s*(?:[,;.!?]|\b(?:and|but|because|so|since|until|yesterday|today|recently|now"
+    r"|anymore|any ?more|too|either)\b"
+    r"|\b(?:last|this|next) (?:week|month|year|weekend)\b|\b(?:for|about) \d)\s*",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _value(rest: str) -> str:
+    """The value at the start of `rest`, up to the end of its clause."""
+    return _CLAUSE_END.split(rest.strip(), maxsplit=1)[0].strip(" \"'")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "x"
+
+
+def _name(value: str) -> str:
+    return " ".join(w[:1].upper() + w[1:] for w in value.split()[:3])
+
+
+_NEGATED_LIKE = re.compile(
+    r"\bi (?:really )?(?:don'?t|do not|no longer) (?:like|love|enjoy)\s+(.+)"
+    r"|\bi (?:hate|dislike)\s+(.+)",
+    re.IGNORECASE,
+)
+_LIKE = re.compile(r"\bi (?:really |also )?(like|love|enjoy|adore)\s+(.+)", re.IGNORECASE)
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\bmy name is\s+(.+)|\bcall me\s+(.+)|\bi(?:'m| am) called\s+(.+)", re.I), "name"),
+    (
+        re.compile(r"\bi (?:live|stay|reside) in\s+(.+)|\bi(?:'ve| have)? moved to\s+(.+)", re.I),
+        "location",
+    ),
+    (re.compile(r"\bi(?:'m| am) from\s+(.+)|\bi come from\s+(.+)", re.I), "origin"),
+    (
+        re.compile(
+            r"\bi work (?:as|at|for)\s+(.+)"
+            r"|\bi(?:'m| am) an? ([a-z ]*(?:er|or|ist|ian|ant|ent|eer))\b",
+            re.I,
+        ),
+        "occupation",
+    ),
+    (re.compile(r"\bi(?:'m| am) (\d{1,3}) years? old", re.I), "age"),
+    (re.compile(r"\bmy fav(?:ou?rite)? ([a-z ]+?) is\s+(.+)", re.I), "favorite"),
+    (re.compile(r"\bmy ([a-z]+)(?:'s| is) (?:name is |called |named )(.+)", re.I), "entity"),
+    (re.compile(r"\bmy ([a-z][a-z ]{1,30}?) is\s+(.+)", re.I), "attribute"),
+]
+_TEMPLATES = {
+    "name": "The user's name is {v}.",
+    "location": "The user lives in {v}.",
+    "origin": "The user is from {v}.",
+    "occupation": "The user works as {v}.",
+    "age": "The user is {v} years old.",
+}
+
+
+def _draft_for(rule: str, groups: tuple[str | None, ...]) -> MemoryDraft | None:
+    found = [g for g in groups if g]
+    if not found:
+        return None
+    if rule in _TEMPLATES:
+        value = _value(found[0])
+        if not value:
+            return None
+        if rule == "name":
+            value = _name(value)
+        return {"kind": "fact", "subject": rule, "text": _TEMPLATES[rule].format(v=value)}
+    if len(found) < 2:
+        return None
+    what, value = found[0].strip().lower(), _value(found[1])
+    if not value:
+        return None
+    if rule == "favorite":
+        return {
+            "kind": "preference",
+            "subject": f"favorite:{slug(what)}",
+            "text": f"The user's favorite {what} is {value}.",
+        }
+    if rule == "entity":
+        return {
+            "kind": "entity",
+            "subject": f"entity:{slug(what)}",
+            "text": f"The user's {what} is named {_name(value)}.",
+        }
+    if what in {"name", "favorite", "fav"} or what.startswith(("name ", "fav")):
+        return None
+    return {
+        "kind": "fact",
+        "subject": f"attr:{slug(what)}",
+        "text": f"The user's {what} is {value}.",
+    }
+
+
+def extract_with_rules(text: str) -> list[MemoryDraft]:
+    """Memories stated in one user message, by deterministic patterns."""
+    drafts: dict[str, MemoryDraft] = {}
+    for sentence in _SENTENCE.split(text):
+        sentence = sentence.strip()
+        if not sentence or sentence.endswith("?"):
+            continue
+        if m := _NEGATED_LIKE.search(sentence):
+            value = _value(m.group(1) or m.group(2))
+            if value:
+                drafts[f"preference:{slug(value)}"] = {
+                    "kind": "preference",
+                    "subject": f"preference:{slug(value)}",
+                    "text": f"The user does not like {value}.",
+                }
+        elif m := _LIKE.search(sentence):
+            verb, value = m.group(1).lower(), _value(m.group(2))
+            if value:
+                drafts[f"preference:{slug(value)}"] = {
+                    "kind": "preference",
+                    "subject": f"preference:{slug(value)}",
+                    "text": f"The user {verb}s {value}.",
+                }
+        found_specific = False
+        for pattern, rule in _RULES:
+            # The generic "my X is Y" only counts when no specific rule matched the sentence.
+            if rule == "attribute" and found_specific:
+                continue
+            for m in pattern.finditer(sentence):
+                draft = _draft_for(rule, m.groups())
+                if draft:
+                    drafts[draft["subject"]] = draft
+                    found_specific = found_specific or rule != "attribute"
+    return list(drafts.values())
+
+
+class _ExtractedMemory(BaseModel):
+    kind: DraftKind = Field(description="fact, preference or entity")
+    subject: str = Field(
+        description="short stable identifier of what it is about, e.g. 'name', 'location', "
+        "'preference:pizza', 'entity:dog'"
+    )
+    text: str = Field(description="one self-contained sentence about the user")
+
+
+class _Extraction(BaseModel):
+    memories: list[_ExtractedMemory] = Field(default_factory=list)
+
+
+async def extract_with_model(model: BaseChatModel, text: str) -> list[MemoryDraft]:
+    """Memories stated in one user message, by the chat model's structured output."""
+    structured = model.with_structured_output(_Extraction)
+    result = await structured.ainvoke(
+        [("system", EXTRACTION_PROMPT), ("human", text)],
+    )
+    if not isinstance(result, _Extraction):
+        result = _Extraction.model_validate(result)
+    return [
+        {"kind": m.kind, "subject": m.subject.strip().lower()[:80], "text": m.text.strip()}
+        for m in result.memories
+        if m.subject.strip() and m.text.strip()
+    ]

@@ -1,0 +1,56 @@
+"""Store namespaces of a user, with user ids encoded reversibly into labels.
+
+A store namespace label may not contain '.', and user ids are any string (e-mail addresses
+included), so the user id is percent-encoded: every byte outside [A-Za-z0-9_-] becomes %XX.
+The encoding is injective, so two user ids never share a namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import quote, unquote
+
+from memory_agent.errors import InvalidInputError
+
+ROOT = "users"
+MAX_USER_ID_CHARS = 256
+Kind = Literal["conversations", "facts", "preferences", "entities", "episodes"]
+KINDS: tuple[Kind, ...] = ("conversations", "facts", "preferences", "entities", "episodes")
+
+
+def validate_user_id(user_id: object) -> str:
+    """The canonical user id (a non-empty string), or InvalidInputError saying what is wrong."""
+    if not isinstance(user_id, str):
+        raise InvalidInputError(f"user_id must be a string, not {type(user_id).__name__}")
+    if not user_id.strip():
+        raise InvalidInputError("user_id must not be empty or blank")
+    if len(user_id) > MAX_USER_ID_CHARS:
+        raise InvalidInputError(
+            f"user_id is {len(user_id)} characters long; the limit is {MAX_USER_ID_CHARS}"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in user_id):
+        raise InvalidInputError("user_id must not contain control characters")
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError("user_id is not valid Unicode (lone surrogate)") from exc
+    return user_id
+
+
+def encode_label(user_id: str) -> str:
+    """A namespace label for `user_id` (no '.', reversible with `decode_label`)."""
+    return quote(validate_user_id(user_id), safe="-_").replace(".", "%2E").replace("~", "%7E")
+
+
+def decode_label(label: str) -> str:
+    return unquote(label)
+
+
+def user_namespace(user_id: str, kind: Kind) -> tuple[str, str, str]:
+    """The namespace holding one kind of memory of one user."""
+    return (ROOT, encode_label(user_id), kind)
+
+
+def user_prefix(user_id: str) -> tuple[str, str]:
+    """The prefix under which all of a user's memories live."""
+    return (ROOT, encode_label(user_id))
