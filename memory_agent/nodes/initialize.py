@@ -1,0 +1,123 @@
+"""initialize: validate the turn, establish who is talking, reset the per-turn fields.
+
+LangGraph applies the input to the state before any node runs, so a refused turn cannot simply
+raise here: the offending message would stay in the thread. Instead the node removes the turn's
+messages, restores the owner, and hands over to `reject`, which raises the typed error once that
+clean state is checkpointed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from langchain_core.messages import AnyMessage, RemoveMessage
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from memory_agent.context import AgentContext, resolve_context
+from memory_agent.errors import (
+    REJECTION_ERRORS,
+    InvalidInputError,
+    MemoryAgentError,
+    ThreadOwnershipError,
+)
+from memory_agent.events import now_iso
+from memory_agent.memory.namespaces import validate_user_id
+from memory_agent.memory.summaries import title_for
+from memory_agent.models import message_text
+from memory_agent.state import Rejection, SupervisorState
+
+AUTH_USER_KEY = "langgraph_auth_user_id"
+
+
+def new_messages(state: SupervisorState) -> list[AnyMessage]:
+    """The messages this turn's input added (those after the previous turn's last one)."""
+    messages = state.get("messages", [])
+    last = state.get("last_message_id")
+    if last is None:
+        return list(messages)
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].id == last:
+            return list(messages[i + 1 :])
+    return list(messages)
+
+
+def _check(state: SupervisorState, auth_user: str | None, ctx: AgentContext) -> str | None:
+    """The canonical user id of the turn; raises MemoryAgentError subclasses on refusal."""
+    user_id = state.get("user_id")
+    if auth_user is not None:
+        if user_id is not None and user_id != auth_user:
+            raise ThreadOwnershipError("user_id in the input differs from the authenticated user")
+        user_id = auth_user
+    if user_id is not None:
+        user_id = validate_user_id(user_id)
+    if state.get("turn_count", 0) > 0 and state.get("thread_owner") != user_id:
+        raise ThreadOwnershipError("this thread belongs to another user")
+    added = new_messages(state)
+    if not added or added[-1].type != "human":
+        raise InvalidInputError("a turn needs a user message as its last message")
+    text = message_text(added[-1])
+    if not text.strip():
+        raise InvalidInputError("the message is empty")
+    if len(text) > ctx.max_input_chars:
+        raise InvalidInputError(
+            f"the message is {len(text)} characters long; the limit is {ctx.max_input_chars}"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError("the message is not valid Unicode (lone surrogate)") from exc
+    return user_id
+
+
+def _rejected(
+    state: SupervisorState, error: MemoryAgentError
+) -> Command[Literal["planning", "reject"]]:
+    code = next(c for c, cls in REJECTION_ERRORS.items() if isinstance(error, cls))
+    rejection: Rejection = {"code": code, "message": str(error)}  # type: ignore[typeddict-item]
+    update: dict[str, Any] = {
+        "messages": [RemoveMessage(id=m.id) for m in new_messages(state) if m.id],
+        "user_id": state.get("thread_owner"),
+        "status": "rejected",
+        "rejection": rejection,
+    }
+    return Command(goto="reject", update=update)
+
+
+async def initialize(
+    state: SupervisorState, runtime: Runtime[AgentContext]
+) -> Command[Literal["planning", "reject"]]:
+    ctx = resolve_context(runtime.context)
+    # Under the LangGraph server with auth on, the identity arrives in the configurable.
+    auth_user = get_config().get("configurable", {}).get(AUTH_USER_KEY) or None
+    try:
+        user_id = _check(state, auth_user, ctx)
+    except MemoryAgentError as exc:
+        return _rejected(state, exc)
+    first_turn = state.get("turn_count", 0) == 0
+    update: dict[str, Any] = {
+        "user_id": user_id,
+        "status": "running",
+        "start_time": time.time(),
+        "active_teams": [],
+        "completed_teams": [],
+        "failed_teams": [],
+        "team_results": {},
+        "error_log": [],
+        "loaded_memories": [],
+        "memory_load_time": 0.0,
+        "rejection": None,
+        "turn_messages": [m.id for m in new_messages(state) if m.id],
+    }
+    if first_turn:
+        first = message_text(new_messages(state)[-1])
+        update |= {"thread_owner": user_id, "title": title_for(first), "created_at": now_iso()}
+    return Command(goto="planning", update=update)
+
+
+def reject(state: SupervisorState) -> dict[str, Any]:
+    """Raise the error recorded by initialize (the thread's state is already clean)."""
+    rejection = state.get("rejection") or {"code": "invalid_input", "message": "turn refused"}
+    raise REJECTION_ERRORS[rejection["code"]](rejection["message"])

@@ -1,0 +1,71 @@
+"""planning: classify the intent, load the memories its budget allows, write the plan."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+
+from memory_agent.context import AgentContext, resolve_context, thread_id_of
+from memory_agent.errors import ConfigurationError
+from memory_agent.events import emit
+from memory_agent.intent import budget_for, classify
+from memory_agent.memory.service import MemoryService
+from memory_agent.models import is_offline, message_text, resolve_chat_model
+from memory_agent.state import MemoryRecord, Plan, SupervisorState
+
+
+async def planning(state: SupervisorState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = resolve_context(runtime.context)
+    text = message_text(state["messages"][-1])
+    model = None if is_offline(ctx.model) else resolve_chat_model(ctx.model)
+    intent, reason = await classify(text, model)
+    budget = budget_for(intent, ctx)
+    user_id = state.get("user_id")
+    records: list[MemoryRecord] = []
+    skipped: str | None = None
+    started = time.perf_counter()
+    if user_id is None:
+        skipped = "anonymous"
+    elif budget["conversations"] == budget["memories"] == 0:
+        skipped = "no budget"
+    elif runtime.store is None:
+        raise ConfigurationError("memories need a store: compile with build_graph(store=...)")
+    else:
+        service = MemoryService(runtime.store)
+        records = await service.recall(user_id, text, budget, exclude_thread=thread_id_of(runtime))
+    load_ms = round((time.perf_counter() - started) * 1000, 3)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["kind"]] = counts.get(r["kind"], 0) + 1
+    emit(
+        runtime.stream_writer,
+        "memory_loaded",
+        user_id=user_id,
+        counts=counts,
+        memory_count=len(records),
+        ms=load_ms,
+        skipped=skipped,
+    )
+    plan: Plan = {"intent": intent, "budget": budget, "teams": [], "reason": reason}
+    emit(
+        runtime.stream_writer,
+        "plan_ready",
+        intent=intent,
+        budget=dict(budget),
+        teams=plan["teams"],
+        reason=reason,
+    )
+    return {
+        "intent": intent,
+        "plan": plan,
+        "loaded_memories": records,
+        "memory_load_time": load_ms,
+        "active_teams": list(plan.get("teams", [])),
+    }
+
+
+def route_after_planning(state: SupervisorState) -> Literal["response"]:
+    """Where the turn goes after planning (teams plug in here)."""
+    return "response"
