@@ -1,0 +1,43 @@
+"""memory_agent: a LangGraph supervisor agent with per-user long-term memory and
+PostgreSQL-checkpointed threads."""
+
+from memory_agent.context import AgentContext
+from memory_agent.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    MemoryAgentError,
+    ModelError,
+    ThreadOwnershipError,
+)
+from memory_agent.graph import Agent, build_graph, builder, graph
+from memory_agent.manage import forget_user, memories
+from memory_agent.memory import MemoryService
+from memory_agent.models import OfflineChatModel, resolve_chat_model
+from memory_agent.persistence import open_agent, open_pool, setup_database
+from memory_agent.state import InputState, OutputState, SupervisorState
+
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "ConfigurationError",
+    "DatabaseUnavailableError",
+    "InputState",
+    "InvalidInputError",
+    "MemoryAgentError",
+    "MemoryService",
+    "ModelError",
+    "OfflineChatModel",
+    "OutputState",
+    "SupervisorState",
+    "ThreadOwnershipError",
+    "build_graph",
+    "builder",
+    "forget_user",
+    "graph",
+    "memories",
+    "open_agent",
+    "open_pool",
+    "resolve_chat_model",
+    "setup_database",
+]

@@ -1,0 +1,206 @@
+"""PostgreSQL: the connection pool, the checkpointer and store, and the embedded default.
+
+One URL (`DATABASE_URL`) names the database. Without one, an embedded PostgreSQL 16 with
+pgvector (the `pgserver` package) is started under `$MEMORY_AGENT_HOME`, else the user's data
+directory, so a first run needs nothing installed. A database that cannot be reached raises
+`DatabaseUnavailableError`; nothing ever falls back to an in-memory store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from langchain_core.embeddings import Embeddings
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.store.postgres import AsyncPostgresStore
+from langgraph.store.postgres.base import Migration, PostgresIndexConfig
+from platformdirs import user_data_dir
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
+from memory_agent.graph import Agent, build_graph
+from memory_agent.memory.embeddings import resolve_embeddings
+
+logger = logging.getLogger(__name__)
+
+Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+CONNECTION_KWARGS: dict[str, Any] = {
+    "autocommit": True,
+    "prepare_threshold": 0,
+    "row_factory": dict_row,
+}
+"""The one place the connection settings are made: autocommit (the checkpointer and store
+manage their own transactions), no server-side prepared statements (safe behind PgBouncer),
+dict rows (what langgraph-checkpoint-postgres expects)."""
+
+_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
+_EMBEDDED_DB = "memory_agent"
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for messages and logs."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def agent_home() -> Path:
+    """Where the embedded database lives: $MEMORY_AGENT_HOME, else the user's data dir."""
+    home = os.environ.get("MEMORY_AGENT_HOME")
+    return Path(home).expanduser() if home else Path(user_data_dir("memory-agent"))
+
+
+def _start_embedded(home: Path) -> str:
+    from pgserver.postgres_server import get_server
+
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(home / "pgdata", cleanup_mode="stop")
+        server.psql(
+            f"SELECT 'CREATE DATABASE {_EMBEDDED_DB}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{_EMBEDDED_DB}')\\gexec"
+        )
+    except Exception as exc:
+        raise DatabaseUnavailableError(
+            f"could not start the embedded PostgreSQL under {home}: {exc}. "
+            "Set DATABASE_URL to use another PostgreSQL."
+        ) from exc
+    return str(server.get_uri(_EMBEDDED_DB))
+
+
+async def database_url(url: str | None = None) -> str:
+    """The database to use: `url`, else $DATABASE_URL, else the embedded one (started now)."""
+    url = url or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return await asyncio.to_thread(_start_embedded, agent_home())
+
+
+@asynccontextmanager
+async def open_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 30.0
+) -> AsyncIterator[Pool]:
+    """A connection pool to `url`, checked on open; closed on exit.
+
+    Connections are checked before they are handed out, so the pool recovers by itself after
+    PostgreSQL restarts.
+    """
+    try:
+        probe = await psycopg.AsyncConnection.connect(url, connect_timeout=10)
+        await probe.close()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailableError(
+            f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}"
+        ) from exc
+    pool: Pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs=CONNECTION_KWARGS,
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+    )
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except PoolTimeout as exc:
+        raise DatabaseUnavailableError(f"cannot open a pool to {redact(url)}: {exc}") from exc
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+class ExactSearchStore(AsyncPostgresStore):
+    """`AsyncPostgresStore` whose vector search is always exact (no ANN index is created).
+
+    Upstream's `setup()` (langgraph-checkpoint-postgres 3.2.0) ignores `Migration.condition`, so
+    `ann_index_config={"kind": "flat"}` fails there instead of skipping the index; the index
+    migration is replaced by a no-op here, keeping the migration numbering.
+    """
+
+    VECTOR_MIGRATIONS = [*AsyncPostgresStore.VECTOR_MIGRATIONS[:2], Migration("SELECT 1")]
+
+
+def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
+    """The store's vector index: our embedder on the `text` field, exact (flat) search.
+
+    Flat on purpose: an HNSW index filters by namespace after the approximate scan, and for one
+    user among many it returned too few results; an exact scan restricted to one user's prefix
+    is both complete and fast at per-user sizes.
+    """
+    return {
+        "dims": dims,
+        "embed": embeddings,
+        "fields": ["text"],
+        "distance_type": "cosine",
+        "ann_index_config": {"kind": "flat"},
+    }
+
+
+async def setup_database(pool: Pool, index: PostgresIndexConfig) -> None:
+    """Create or upgrade every table (idempotent: safe on a database made by an older version)."""
+    try:
+        await AsyncPostgresSaver(pool).setup()
+        await ExactSearchStore(pool, index=index).setup()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailableError(f"database setup failed: {exc}") from exc
+    await _check_dims(pool, index["dims"])
+
+
+async def _check_dims(pool: Pool, dims: int) -> None:
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT atttypmod FROM pg_attribute "
+                "WHERE attrelid = to_regclass('store_vectors') AND attname = 'embedding'"
+            )
+        ).fetchone()
+    if row and row["atttypmod"] not in (-1, dims):
+        raise ConfigurationError(
+            f"the store's vectors have {row['atttypmod']} dimensions but the embedder gives "
+            f"{dims}: run `memory-agent memories reindex` after changing the embedder"
+        )
+
+
+@asynccontextmanager
+async def open_agent(
+    database: str | None = None,
+    *,
+    embeddings: str | Embeddings | None = None,
+    setup: bool = True,
+    pool_size: int = 10,
+) -> AsyncIterator[Agent]:
+    """The supervisor graph compiled with PostgreSQL persistence, for the life of the block.
+
+    Args:
+        database: a PostgreSQL URL; default $DATABASE_URL, else the embedded database.
+        embeddings: "offline", "provider:model" or an `Embeddings`; default
+            $MEMORY_AGENT_EMBEDDINGS, else "offline".
+        setup: create/upgrade the tables first (idempotent).
+        pool_size: the most connections the pool opens.
+
+    Raises:
+        DatabaseUnavailableError: PostgreSQL cannot be reached or set up.
+        ConfigurationError: a setting is wrong (the message says which).
+    """
+    if isinstance(embeddings, Embeddings):
+        emb, dims = embeddings, len(await embeddings.aembed_query("dimension probe"))
+    else:
+        emb, dims = resolve_embeddings(embeddings)
+    index = index_config(emb, dims)
+    url = await database_url(database)
+    async with open_pool(url, max_size=pool_size) as pool:
+        if setup:
+            await setup_database(pool, index)
+        checkpointer = AsyncPostgresSaver(pool)
+        store = ExactSearchStore(pool, index=index)
+        yield build_graph(checkpointer=checkpointer, store=store)
