@@ -1,0 +1,228 @@
+"""The `memory-agent` command: chat, one-shot questions, threads, memories, forget, db setup."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.runnables import RunnableConfig
+
+from memory_agent.context import AgentContext
+from memory_agent.errors import MemoryAgentError
+from memory_agent.graph import Agent
+from memory_agent.manage import forget_user, memories
+from memory_agent.persistence import open_agent
+from memory_agent.state import InputState
+
+HELP = "commands: /new  /threads  /switch ID  /memories  /quit"
+
+
+def _progress(event: dict[str, Any]) -> str:
+    name = event.get("event")
+    if name == "memory_loaded":
+        if event.get("skipped"):
+            return f"memory: skipped ({event['skipped']})"
+        counts = ", ".join(f"{k} {v}" for k, v in event.get("counts", {}).items()) or "nothing"
+        return f"memory: loaded {event['memory_count']} ({counts}) in {event['ms']:.1f} ms"
+    if name == "plan_ready":
+        teams = ", ".join(event.get("teams", [])) or "none"
+        return f"plan: {event['intent']} (teams: {teams})"
+    if name == "memory_saved":
+        if event.get("skipped"):
+            return f"saved: nothing ({event['skipped']})"
+        extra = f" + {len(event['memories'])} memories" if event["memories"] else ""
+        return f"saved: conversation{extra}"
+    if name in ("team_started", "team_finished"):
+        state = "" if name == "team_started" else (" ok" if event.get("ok") else " failed")
+        return f"team {event.get('team')}: {name.split('_')[1]}{state}"
+    return str(name)
+
+
+async def _turn(
+    agent: Agent, user: str | None, thread: str, text: str, ctx: AgentContext, live: bool
+) -> str:
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    turn: InputState = {"messages": [HumanMessage(text)], "user_id": user}
+    answer: list[str] = []
+    mid_line = False
+    async for mode, part in agent.astream(
+        turn,
+        config,
+        context=ctx,
+        stream_mode=["custom", "messages"],
+    ):
+        chunk: Any = part
+        if mode == "custom" and live:
+            if mid_line:
+                print(flush=True)
+                mid_line = False
+            print(f"  · {_progress(chunk)}", file=sys.stderr, flush=True)
+        elif mode == "messages":
+            message, meta = chunk
+            if isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "response":
+                answer.append(str(message.content))
+                if live:
+                    print(message.content, end="", flush=True)
+                    mid_line = True
+    if live and mid_line:
+        print(flush=True)
+    return "".join(answer)
+
+
+def _lines(prompt: str) -> Iterator[str]:
+    if sys.stdin.isatty():
+        while True:
+            try:
+                yield input(prompt)
+            except EOFError:
+                return
+    else:
+        yield from (line.rstrip("\n") for line in sys.stdin)
+
+
+async def _chat(args: argparse.Namespace, ctx: AgentContext) -> int:
+    user: str = args.user or getpass.getuser()
+    thread: str = args.thread or uuid.uuid4().hex[:12]
+    async with open_agent(args.database) as agent:
+        service = memories(agent)
+        print(f"memory-agent: chatting as {user!r} on thread {thread}. {HELP}", file=sys.stderr)
+        for line in _lines(f"{user}> "):
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/quit", "/exit"):
+                break
+            if text == "/new":
+                thread = uuid.uuid4().hex[:12]
+                print(f"new thread {thread}", file=sys.stderr)
+            elif text == "/threads":
+                for conv in await service.list_conversations(user):
+                    mark = "*" if conv["thread_id"] == thread else " "
+                    count = conv["message_count"]
+                    print(f"{mark} {conv['thread_id']}  {conv['title']}  ({count} messages)")
+            elif text.startswith("/switch"):
+                parts = text.split(maxsplit=1)
+                if len(parts) == 2:
+                    thread = parts[1].strip()
+                    print(f"switched to thread {thread}", file=sys.stderr)
+                else:
+                    print("usage: /switch THREAD_ID", file=sys.stderr)
+            elif text == "/memories":
+                for mem in await service.list_memories(user):
+                    print(f"- [{mem['kind']}] {mem['text']}")
+            elif text.startswith("/"):
+                print(HELP, file=sys.stderr)
+            else:
+                try:
+                    await _turn(agent, user, thread, text, ctx, live=True)
+                except MemoryAgentError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+    return 0
+
+
+async def _ask(args: argparse.Namespace, ctx: AgentContext) -> int:
+    async with open_agent(args.database) as agent:
+        answer = await _turn(agent, args.user, args.thread, args.text, ctx, live=False)
+    print(answer)
+    return 0
+
+
+async def _threads(args: argparse.Namespace, ctx: AgentContext) -> int:
+    async with open_agent(args.database) as agent:
+        convs = await memories(agent).list_conversations(args.user, limit=args.limit)
+    if args.json:
+        print(json.dumps(convs, indent=2))
+    for conv in [] if args.json else convs:
+        print(
+            f"{conv['thread_id']}  {conv['updated_at'][:19]}  {conv['message_count']:>4} msgs  "
+            f"{conv['title']}\n    last: {conv['last_message'][:80]}"
+        )
+    return 0
+
+
+async def _memories(args: argparse.Namespace, ctx: AgentContext) -> int:
+    async with open_agent(args.database) as agent:
+        mems = await memories(agent).list_memories(args.user)
+    if args.json:
+        print(json.dumps(mems, indent=2))
+    for mem in [] if args.json else mems:
+        print(f"{mem['key']}  [{mem['kind']}] {mem['text']}")
+    return 0
+
+
+async def _forget(args: argparse.Namespace, ctx: AgentContext) -> int:
+    if not args.yes:
+        print(f"this deletes every memory and thread of {args.user!r}; add --yes", file=sys.stderr)
+        return 2
+    async with open_agent(args.database) as agent:
+        receipt = await forget_user(agent, args.user)
+    print(json.dumps(receipt, indent=2))
+    return 0
+
+
+async def _db(args: argparse.Namespace, ctx: AgentContext) -> int:
+    async with open_agent(args.database, setup=True):
+        pass
+    print("database is set up")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memory-agent", description=__doc__)
+    p.add_argument("--database", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    p.add_argument("--model", help="chat model: offline (default) or provider:model")
+    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+    chat = sub.add_parser("chat", help="chat in a REPL with live progress")
+    chat.add_argument("--user", help="user id (default: the OS user)")
+    chat.add_argument("--thread", help="thread id to resume (default: a new thread)")
+    chat.set_defaults(func=_chat)
+    ask = sub.add_parser("ask", help="one turn; prints the answer")
+    ask.add_argument("--user", help="user id (omit for an anonymous turn)")
+    ask.add_argument("--thread", required=True, help="thread id")
+    ask.add_argument("text")
+    ask.set_defaults(func=_ask)
+    threads = sub.add_parser("threads", help="list a user's conversations")
+    threads.add_argument("--user", required=True)
+    threads.add_argument("--limit", type=int, default=20)
+    threads.add_argument("--json", action="store_true")
+    threads.set_defaults(func=_threads)
+    mems = sub.add_parser("memories", help="list a user's memories")
+    mems.add_argument("--user", required=True)
+    mems.add_argument("--json", action="store_true")
+    mems.set_defaults(func=_memories)
+    forget = sub.add_parser("forget", help="delete all of a user's memories and threads")
+    forget.add_argument("--user", required=True)
+    forget.add_argument("--yes", action="store_true", help="confirm")
+    forget.set_defaults(func=_forget)
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    setup = db_sub.add_parser("setup", help="create or upgrade the tables (idempotent)")
+    setup.set_defaults(func=_db)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        ctx = AgentContext(model=args.model) if args.model else AgentContext()
+        code: int = asyncio.run(args.func(args, ctx))
+        return code
+    except MemoryAgentError as exc:
+        print(f"memory-agent: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
