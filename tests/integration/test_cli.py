@@ -1,0 +1,63 @@
+"""The `memory-agent` command, run as a process against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def run(
+    database_url: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "memory_agent.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_ask_threads_memories_forget(database_url: str) -> None:
+    told = run(database_url, "ask", "--user", "hana", "--thread", "h1", "My name is Hana.")
+    assert told.returncode == 0, told.stderr
+    asked = run(database_url, "ask", "--user", "hana", "--thread", "h2", "What is my name?")
+    assert asked.returncode == 0, asked.stderr
+    assert "Hana" in asked.stdout
+    threads = run(database_url, "threads", "--user", "hana", "--json")
+    assert {t["thread_id"] for t in json.loads(threads.stdout)} == {"h1", "h2"}
+    mems = run(database_url, "memories", "--user", "hana", "--json")
+    assert [m["text"] for m in json.loads(mems.stdout)] == ["The user's name is Hana."]
+    refused = run(database_url, "forget", "--user", "hana")
+    assert refused.returncode == 2
+    forgot = run(database_url, "forget", "--user", "hana", "--yes")
+    assert json.loads(forgot.stdout)["deleted"]["threads"] == 2
+    assert json.loads(run(database_url, "memories", "--user", "hana", "--json").stdout) == []
+
+
+def test_chat_reads_stdin_and_switches_threads(database_url: str) -> None:
+    script = "My name is Ivo.\n/new\nWhat is my name?\n/threads\n/memories\n/quit\n"
+    chat = run(database_url, "chat", "--user", "ivo", "--thread", "first", stdin=script)
+    assert chat.returncode == 0, chat.stderr
+    assert "Your name is Ivo." in chat.stdout
+    assert "memory: loaded" in chat.stderr and "plan:" in chat.stderr
+    assert "first" in chat.stdout and "[fact] The user's name is Ivo." in chat.stdout
+
+
+def test_refused_turn_and_bad_database_exit_nonzero(database_url: str) -> None:
+    assert run(database_url, "ask", "--user", "a", "--thread", "t", "hi").returncode == 0
+    refused = run(database_url, "ask", "--user", "b", "--thread", "t", "hi")
+    assert refused.returncode == 1
+    assert "another user" in refused.stderr
+    bad = run("postgresql://x@127.0.0.1:1/x", "db", "setup")
+    assert bad.returncode == 1
+    assert "cannot connect to PostgreSQL" in bad.stderr
