@@ -20,8 +20,8 @@ run: $(STAMP)
 	$(BIN)/memory-agent chat --user "$${MEMORY_AGENT_USER:-$$(whoami)}"
 
 lint: $(STAMP)
-	$(BIN)/ruff check memory_agent tests benchmarks
-	$(BIN)/ruff format --check memory_agent tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: lint
