@@ -9,6 +9,7 @@ from memory_agent.errors import (
     MemoryAgentError,
     ModelError,
     ThreadOwnershipError,
+    TransientError,
 )
 from memory_agent.graph import Agent, build_graph, builder, graph
 from memory_agent.manage import forget_user, memories
@@ -16,6 +17,7 @@ from memory_agent.memory import MemoryService
 from memory_agent.models import OfflineChatModel, resolve_chat_model
 from memory_agent.persistence import open_agent, open_pool, setup_database
 from memory_agent.state import InputState, OutputState, SupervisorState
+from memory_agent.teams import Team, TeamRequest, default_teams
 
 __all__ = [
     "Agent",
@@ -30,9 +32,13 @@ __all__ = [
     "OfflineChatModel",
     "OutputState",
     "SupervisorState",
+    "Team",
+    "TeamRequest",
     "ThreadOwnershipError",
+    "TransientError",
     "build_graph",
     "builder",
+    "default_teams",
     "forget_user",
     "graph",
     "memories",

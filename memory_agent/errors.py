@@ -32,6 +32,13 @@ class ModelError(MemoryAgentError):
     """A chat model or embedding model could not be resolved or called."""
 
 
+class TransientError(MemoryAgentError):
+    """A temporary failure worth another attempt (a service briefly unreachable, a rate limit).
+
+    A team that raises it is retried under its retry policy; see `memory_agent.teams`.
+    """
+
+
 REJECTION_ERRORS: dict[str, type[MemoryAgentError]] = {
     "invalid_input": InvalidInputError,
     "ownership": ThreadOwnershipError,

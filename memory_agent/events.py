@@ -33,7 +33,28 @@ class PlanReady(TypedDict):
     intent: str
     budget: dict[str, int]
     teams: list[str]
+    team_reasons: dict[str, str]
+    """Why each team was chosen."""
     reason: str
+    timestamp: str
+
+
+class TeamStarted(TypedDict):
+    event: Literal["team_started"]
+    team: str
+    query: str
+    timestamp: str
+
+
+class TeamFinished(TypedDict):
+    event: Literal["team_finished"]
+    team: str
+    ok: bool
+    ms: float | None
+    """Wall time from the team's first attempt to its outcome, retries included (None when a
+    failure was recorded before a crash and only handled on resume)."""
+    error: str | None
+    """Why it failed (None when ok)."""
     timestamp: str
 
 

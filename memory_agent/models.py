@@ -23,6 +23,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from memory_agent.errors import ConfigurationError
 from memory_agent.memory.embeddings import STOPWORDS, _stem, tokens
+from memory_agent.prompts import FAILED_PREFIX
 
 OFFLINE = "offline"
 
@@ -82,6 +83,16 @@ class OfflineChatModel(BaseChatModel):
         return "memory-agent-offline"
 
     def _answer(self, messages: list[BaseMessage]) -> str:
+        answer = self._reply(messages)
+        # Teams that failed this turn are listed on one line of the system prompt: say so.
+        for m in messages:
+            for line in message_text(m).splitlines() if m.type == "system" else ():
+                if line.startswith(FAILED_PREFIX):
+                    failures = line.removeprefix(FAILED_PREFIX).strip().rstrip(".")
+                    return f"{answer} Note: I could not use {failures}."
+        return answer
+
+    def _reply(self, messages: list[BaseMessage]) -> str:
         system = [message_text(m) for m in messages if m.type == "system"]
         dialogue = [m for m in messages if m.type in ("human", "ai")]
         if not dialogue or dialogue[-1].type != "human":

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
 from memory_agent.graph import Agent, build_graph
 from memory_agent.memory.embeddings import resolve_embeddings
+from memory_agent.teams import Team
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ async def open_agent(
     embeddings: str | Embeddings | None = None,
     setup: bool = True,
     pool_size: int = 10,
+    teams: Sequence[Team] | None = None,
 ) -> AsyncIterator[Agent]:
     """The supervisor graph compiled with PostgreSQL persistence, for the life of the block.
 
@@ -187,6 +189,8 @@ async def open_agent(
             $MEMORY_AGENT_EMBEDDINGS, else "offline".
         setup: create/upgrade the tables first (idempotent).
         pool_size: the most connections the pool opens.
+        teams: the supervisor's teams; None: the built-in `memory` and `history` teams
+            (see `build_graph`).
 
     Raises:
         DatabaseUnavailableError: PostgreSQL cannot be reached or set up.
@@ -203,4 +207,4 @@ async def open_agent(
             await setup_database(pool, index)
         checkpointer = AsyncPostgresSaver(pool)
         store = ExactSearchStore(pool, index=index)
-        yield build_graph(checkpointer=checkpointer, store=store)
+        yield build_graph(checkpointer=checkpointer, store=store, teams=teams)

@@ -2,12 +2,35 @@
 
 SYSTEM_PROMPT = """You are a helpful assistant with long-term memory of the user.
 Use what you remember when it helps; never invent memories.
-{memories}{summary}"""
+{memories}{teams}{summary}"""
 
 MEMORIES_BLOCK = """
 What you remember about the user:
 {lines}
 """
+
+TEAMS_BLOCK = """
+What your teams found this turn:
+{lines}
+"""
+
+FAILED_PREFIX = "Could not be done this turn:"
+"""Starts the line that lists failed teams; the offline model looks for it."""
+
+FAILED_BLOCK = (
+    """
+"""
+    + FAILED_PREFIX
+    + """ {failures}.
+Tell the user briefly what could not be done.
+"""
+)
+
+TEAM_CHOICE_PROMPT = """You plan the work of an assistant with long-term memory of the user.
+Before it answers, it can ask teams to look things up. Choose the teams this message needs
+(often none: small talk and self-contained questions need none). For each chosen team give a
+focused query in your own words and a short reason. The teams:
+{teams}"""
 
 SUMMARY_BLOCK = """
 Earlier in this conversation (summary):

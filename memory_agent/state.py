@@ -3,14 +3,20 @@
 `InputState` is what the outside world sends (the LangGraph server's chat UI included):
 messages and an optional `user_id`. `SupervisorState` is everything a turn keeps; the fields
 marked "per turn" are reset by the initialize node at the start of every turn.
+
+The team accounting fields are written by teams running in parallel, so they have reducers
+(lists append, results merge by team name); initialize resets them with LangGraph's
+`Overwrite`, which bypasses the reducer (see `reset_team_accounting`).
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from langgraph.types import Overwrite
 
 Intent = Literal["greeting", "small_talk", "recall", "question", "statement", "irrelevant"]
 Status = Literal["running", "completed", "rejected"]
@@ -41,15 +47,48 @@ class MemoryBudget(TypedDict):
     """Facts, preferences and entities relevant to the message."""
 
 
+class TeamTask(TypedDict):
+    """One team the planning node asked for, with what to do and why."""
+
+    team: str
+    query: str
+    """What the team should look for: written by the model, or the message (offline rules)."""
+    reason: str
+    """Why this turn needs the team."""
+
+
 class Plan(TypedDict, total=False):
     """What the planning node decided for this turn."""
 
     intent: Intent
     budget: MemoryBudget
     teams: list[str]
-    """Teams to run before the response (empty: answer directly)."""
+    """Teams to run before the response, in parallel (empty: answer directly)."""
+    tasks: list[TeamTask]
+    """The same teams with their queries and reasons."""
     reason: str
     """Why, in a sentence: shown in progress events and logs."""
+
+
+def merge_results(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    """Reducer of `team_results`: each team adds its own entry."""
+    return {**left, **right}
+
+
+TeamNames = Annotated[list[str], operator.add]
+TeamResults = Annotated[dict[str, Any], merge_results]
+ErrorLog = Annotated[list[str], operator.add]
+
+
+def reset_team_accounting() -> dict[str, Any]:
+    """The update that empties the per-turn team fields, bypassing their reducers."""
+    return {
+        "active_teams": [],
+        "completed_teams": Overwrite([]),
+        "failed_teams": Overwrite([]),
+        "team_results": Overwrite({}),
+        "error_log": Overwrite([]),
+    }
 
 
 class Rejection(TypedDict):
@@ -79,9 +118,10 @@ class OutputState(TypedDict, total=False):
     intent: Intent
     plan: Plan
     loaded_memories: list[MemoryRecord]
-    team_results: dict[str, Any]
-    failed_teams: list[str]
-    error_log: list[str]
+    team_results: TeamResults
+    completed_teams: TeamNames
+    failed_teams: TeamNames
+    error_log: ErrorLog
     summary: str
 
 
@@ -95,10 +135,15 @@ class SupervisorState(InputState, total=False):
     intent: Intent
     plan: Plan
     active_teams: list[str]
-    completed_teams: list[str]
-    failed_teams: list[str]
-    team_results: dict[str, Any]
-    error_log: list[str]
+    """Teams the plan started this turn."""
+    completed_teams: TeamNames
+    """Teams that finished this turn (appended as each finishes)."""
+    failed_teams: TeamNames
+    """Teams that raised or timed out this turn, after their retries."""
+    team_results: TeamResults
+    """What each completed team returned, by team name."""
+    error_log: ErrorLog
+    """Readable reasons of this turn's failures ("team weather: timed out after 5 s")."""
     loaded_memories: list[MemoryRecord]
     memory_load_time: float
     """Milliseconds spent loading memories in planning."""

@@ -27,7 +27,7 @@ from memory_agent.events import now_iso
 from memory_agent.memory.namespaces import validate_user_id
 from memory_agent.memory.summaries import title_for
 from memory_agent.models import message_text
-from memory_agent.state import Rejection, SupervisorState
+from memory_agent.state import Rejection, SupervisorState, reset_team_accounting
 
 AUTH_USER_KEY = "langgraph_auth_user_id"
 
@@ -101,11 +101,7 @@ async def initialize(
         "user_id": user_id,
         "status": "running",
         "start_time": time.time(),
-        "active_teams": [],
-        "completed_teams": [],
-        "failed_teams": [],
-        "team_results": {},
-        "error_log": [],
+        **reset_team_accounting(),
         "loaded_memories": [],
         "memory_load_time": 0.0,
         "rejection": None,

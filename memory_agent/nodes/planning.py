@@ -1,9 +1,11 @@
-"""planning: classify the intent, load the memories its budget allows, write the plan."""
+"""planning: classify the intent, load the memories its budget allows, choose the teams,
+write the plan."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 from langgraph.runtime import Runtime
 
@@ -14,9 +16,13 @@ from memory_agent.intent import budget_for, classify
 from memory_agent.memory.service import MemoryService
 from memory_agent.models import is_offline, message_text, resolve_chat_model
 from memory_agent.state import MemoryRecord, Plan, SupervisorState
+from memory_agent.teams import Team, choose_teams
 
 
-async def planning(state: SupervisorState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+async def planning(
+    state: SupervisorState, runtime: Runtime[AgentContext], teams: Sequence[Team] = ()
+) -> dict[str, Any]:
+    """The node; graph.py binds `teams` (the registered teams) with `functools.partial`."""
     ctx = resolve_context(runtime.context)
     text = message_text(state["messages"][-1])
     model = None if is_offline(ctx.model) else resolve_chat_model(ctx.model)
@@ -48,13 +54,21 @@ async def planning(state: SupervisorState, runtime: Runtime[AgentContext]) -> di
         ms=load_ms,
         skipped=skipped,
     )
-    plan: Plan = {"intent": intent, "budget": budget, "teams": [], "reason": reason}
+    tasks = await choose_teams(text, intent, user_id, records, teams, model)
+    plan: Plan = {
+        "intent": intent,
+        "budget": budget,
+        "teams": [t["team"] for t in tasks],
+        "tasks": tasks,
+        "reason": reason,
+    }
     emit(
         runtime.stream_writer,
         "plan_ready",
         intent=intent,
         budget=dict(budget),
         teams=plan["teams"],
+        team_reasons={t["team"]: t["reason"] for t in tasks},
         reason=reason,
     )
     return {
@@ -64,8 +78,3 @@ async def planning(state: SupervisorState, runtime: Runtime[AgentContext]) -> di
         "memory_load_time": load_ms,
         "active_teams": list(plan.get("teams", [])),
     }
-
-
-def route_after_planning(state: SupervisorState) -> Literal["response"]:
-    """Where the turn goes after planning (teams plug in here)."""
-    return "response"

@@ -17,6 +17,7 @@ from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, fold_summary
 from memory_agent.models import message_text, resolve_chat_model
+from memory_agent.nodes.teams import team_prompt
 from memory_agent.prompts import MEMORIES_BLOCK, SUMMARY_BLOCK, SYSTEM_PROMPT
 from memory_agent.state import SupervisorState
 
@@ -25,8 +26,10 @@ def system_prompt(state: SupervisorState) -> str:
     memories = state.get("loaded_memories", [])
     lines = "\n".join(f"- {m['text']}" for m in memories)
     summary = state.get("summary", "")
+    found, failed = team_prompt(state)
     return SYSTEM_PROMPT.format(
         memories=MEMORIES_BLOCK.format(lines=lines) if memories else "",
+        teams=found + failed,
         summary=SUMMARY_BLOCK.format(summary=summary) if summary else "",
     ).strip()
 
