@@ -40,9 +40,14 @@ def _progress(event: dict[str, Any]) -> str:
             return f"saved: nothing ({event['skipped']})"
         extra = f" + {len(event['memories'])} memories" if event["memories"] else ""
         return f"saved: conversation{extra}"
-    if name in ("team_started", "team_finished"):
-        state = "" if name == "team_started" else (" ok" if event.get("ok") else " failed")
-        return f"team {event.get('team')}: {name.split('_')[1]}{state}"
+    if name == "team_started":
+        return f"team {event.get('team')}: started"
+    if name == "team_finished":
+        ms = event.get("ms")
+        took = f" in {ms:.1f} ms" if isinstance(ms, int | float) else ""
+        if event.get("ok"):
+            return f"team {event.get('team')}: done{took}"
+        return f"team {event.get('team')}: failed{took} ({event.get('error')})"
     return str(name)
 
 

@@ -86,9 +86,11 @@ DEFAULT_RETRY = RetryPolicy(
     backoff_factor=2.0,
     max_interval=2.0,
     max_attempts=3,
+    jitter=False,
     retry_on=is_transient,
 )
-"""Up to 3 attempts for transient failures, 0.25 s then 0.5 s apart (plus jitter)."""
+"""Up to 3 attempts for transient failures, 0.25 s then 0.5 s apart. No jitter: LangGraph's
+adds up to a whole second, too much while a user waits for the turn."""
 
 Worker = BaseTool | Pregel[Any, Any, Any, Any]
 

@@ -50,6 +50,7 @@ def test_chat_reads_stdin_and_switches_threads(database_url: str) -> None:
     assert chat.returncode == 0, chat.stderr
     assert "Your name is Ivo." in chat.stdout
     assert "memory: loaded" in chat.stderr and "plan:" in chat.stderr
+    assert "team memory: started" in chat.stderr and "team memory: done in" in chat.stderr
     assert "first" in chat.stdout and "[fact] The user's name is Ivo." in chat.stdout
 
 
