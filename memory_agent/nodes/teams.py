@@ -6,8 +6,10 @@ policy and time-out. A team whose last attempt raised or timed out is handed to
 `team_failed` (the node's error handler), which records it in `failed_teams` and `error_log`;
 either way the turn goes on to `response`, which sees every result through `team_prompt`.
 
-A finished team's writes are saved as soon as it finishes, so a turn interrupted while other
-teams still run resumes from the checkpoint without running the finished ones again.
+A finished team's writes are saved as soon as it finishes (LangGraph's pending writes, with
+durability "async" or "sync"; "exit" would save nothing until the run ends), so a turn
+interrupted while other teams still run resumes from the checkpoint without running the
+finished ones again.
 """
 
 from __future__ import annotations

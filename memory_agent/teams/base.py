@@ -5,9 +5,10 @@ compiled LangGraph subgraph. Every team of a turn gets a `TeamRequest` (its quer
 message, the user id, the intent and the memories planning loaded) and returns a result that
 the response node shows to the model.
 
-- A **tool** gets the query in its one model-visible argument (whatever its name); arguments
-  marked `InjectedToolArg` are filled by name from the request (`user_id`, `message`, `intent`,
-  `memories`, `team`, `query`) or with the run's `store` and `thread_id`.
+- A **tool** gets the query in its one required model-visible argument, whatever its name (if
+  none is required: in `query`, or in its only argument). Arguments marked `InjectedToolArg`
+  are filled by name from the request (`user_id`, `message`, `intent`, `memories`, `team`,
+  `query`) or with the run's `store` and `thread_id`.
 - A **subgraph** is invoked with the request as its input (it reads the keys its input schema
   declares) and should return its answer under `result`; without one, the last message's text
   (a `messages` graph) or the whole output is the result. It inherits the supervisor's
@@ -256,6 +257,8 @@ def _query_argument(team: str, tool: BaseTool) -> str | None:
         )
     if required:
         return required[0]
+    if "query" in visible:
+        return "query"
     return visible[0] if len(visible) == 1 else None
 
 
