@@ -116,7 +116,8 @@ async def _team_failed(
     ms = getattr(error.error, _ELAPSED_MS, None)
     if ms is None and isinstance(error.error, NodeTimeoutError):
         ms = round(error.error.elapsed * 1000, 3)
-    logger.warning("team %s failed: %s", name, reason, exc_info=error.error)
+    logger.warning("team %s failed: %s", name, reason)
+    logger.debug("team %s failed", name, exc_info=error.error)
     emit(runtime.stream_writer, "team_finished", team=name, ok=False, ms=ms, error=reason)
     return Command(
         update={"failed_teams": [name], "error_log": [f"team {name}: {reason}"]},
