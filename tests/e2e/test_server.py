@@ -5,12 +5,16 @@ One server (auth on, PostgreSQL) serves the whole module; the last test restarts
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 from langgraph_sdk.client import LangGraphClient
 
 from memory_agent.memory.namespaces import user_namespace, user_prefix
-from tests.e2e.conftest import USERS, Running, bearer, client_for
+from tests.e2e.conftest import TOKENS, USERS, Running, bearer, client_for
+from tests.e2e.devserver import REPO
 from tests.e2e.sdk import GRAPH, checkpoint_count, new_thread, status_of, stream_turn
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +50,22 @@ async def test_a_fact_told_in_one_thread_is_recalled_in_another(
     loaded = asked.custom[0]
     assert loaded["event"] == "memory_loaded" and loaded["memory_count"] >= 1
     assert "Reykjavik" in asked.answer()
+
+
+def test_the_readme_example_runs(running: Running) -> None:
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("<!-- server-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    assert "http://127.0.0.1:8123" in code and "dev-token-ada" in code
+    code = code.replace("http://127.0.0.1:8123", running.server.url)
+    code = code.replace("dev-token-ada", TOKENS["alice"])
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    for shown in ("[memory_loaded]", "[plan_ready]", "[memory_saved]", "<response done>"):
+        assert shown in done.stdout
+    answer = [line for line in done.stdout.splitlines() if line and line[0] not in "[<"]
+    assert answer, f"no answer tokens printed: {done.stdout}"
 
 
 async def test_missing_or_wrong_token_gets_401(http: httpx.AsyncClient, running: Running) -> None:
