@@ -27,6 +27,7 @@ import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -193,7 +194,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
             error = (exc.status, exc.code, exc.detail)
         except InvalidInputError as exc:
             error = (422, "invalid_input", str(exc))
-        except (DatabaseUnavailableError, psycopg.OperationalError) as exc:
+        except (DatabaseUnavailableError, psycopg.OperationalError, PoolTimeout) as exc:
             logger.error("database unavailable: %s", exc)
             error = (503, "database_unavailable", "the database is unavailable")
         status, code, detail = error

@@ -68,3 +68,12 @@ def checkpoint_count(database_url: str, thread_id: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def checkpoint_metadata(database_url: str, thread_id: str) -> str:
+    """Every checkpoint's metadata of the thread, as one JSON text."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT metadata::text FROM checkpoints WHERE thread_id = %s", (thread_id,)
+        ).fetchall()
+    return "\n".join(str(row[0]) for row in rows)

@@ -15,13 +15,20 @@ from langgraph_sdk.client import LangGraphClient
 from memory_agent.memory.namespaces import user_namespace, user_prefix
 from tests.e2e.conftest import TOKENS, USERS, Running, bearer, client_for
 from tests.e2e.devserver import REPO
-from tests.e2e.sdk import GRAPH, checkpoint_count, new_thread, status_of, stream_turn
+from tests.e2e.sdk import (
+    GRAPH,
+    checkpoint_count,
+    checkpoint_metadata,
+    new_thread,
+    status_of,
+    stream_turn,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_a_run_streams_progress_events_and_tokens(
-    clients: dict[str, LangGraphClient],
+    clients: dict[str, LangGraphClient], running: Running
 ) -> None:
     alice = clients["alice"]
     thread_id = await new_thread(alice)
@@ -36,6 +43,10 @@ async def test_a_run_streams_progress_events_and_tokens(
     assert saved["conversation"] is True and saved["memories"]
     assert len([t for t in run.tokens if t]) > 1, "the answer arrives token by token"
     assert "".join(run.tokens) == run.answer()
+    # The checkpoints are in PostgreSQL, and the bearer token is nowhere in their metadata.
+    metadata = checkpoint_metadata(running.database_url, thread_id)
+    assert USERS["alice"] in metadata and TOKENS["alice"] not in metadata
+    assert "authorization" not in metadata.lower()
 
 
 async def test_a_fact_told_in_one_thread_is_recalled_in_another(
