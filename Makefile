@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run server test lint bench install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
@@ -18,6 +18,10 @@ install: $(STAMP)
 # Chat as the OS user on the embedded PostgreSQL (or DATABASE_URL when set).
 run: $(STAMP)
 	$(BIN)/memory-agent chat --user "$${MEMORY_AGENT_USER:-$$(whoami)}"
+
+# The LangGraph dev server (langgraph.json); MEMORY_AGENT_AUTH_TOKENS unset means an open server.
+server: $(STAMP)
+	$(BIN)/langgraph dev --port $${PORT:-8123} --no-browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

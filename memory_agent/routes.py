@@ -1,0 +1,239 @@
+"""HTTP routes of the LangGraph server for a user's own memory (`http.app` in langgraph.json).
+
+Every route acts on the caller's data only. With auth on (see `memory_agent.auth`) the caller is
+the authenticated user and a `user_id` query parameter, if given, must be the same user; on an
+open server (no tokens configured) `user_id` is required and names the user.
+
+    GET    /me/conversations?limit=20     the caller's threads (title, last message, count, ...)
+    GET    /me/memories?kind=fact         facts, preferences, entities (kind optional, repeatable)
+    GET    /me/memories/search?q=..       the memories most relevant to `q` (`limit`, default 10)
+    DELETE /me/memories/{key}             delete one memory -> {"deleted": key}
+    DELETE /me                            forget me: every memory and thread -> a receipt
+
+Errors are JSON `{"error": <code>, "detail": <message>}` with the matching status: 400, 401,
+403, 404, 422, 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, get_args
+
+import httpx
+import psycopg
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+from psycopg_pool import PoolTimeout
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from memory_agent.auth import OWNER_KEY, TokenTable
+from memory_agent.errors import DatabaseUnavailableError, InvalidInputError
+from memory_agent.memory.extraction import DraftKind
+from memory_agent.memory.namespaces import validate_user_id
+from memory_agent.memory.service import MemoryService
+from memory_agent.server import open_server_store, server_pool
+from memory_agent.state import MemoryBudget
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT = 100
+_THREAD_PAGE = 100
+_KINDS: tuple[DraftKind, ...] = get_args(DraftKind)
+
+
+class RouteError(Exception):
+    """An error answered as JSON with `status`."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+@dataclass
+class _Deps:
+    service: MemoryService
+    saver: AsyncPostgresSaver
+    client: LangGraphClient
+    auth_on: bool
+
+
+Handler = Callable[[Request, "_Deps", str], Awaitable[Any]]
+
+
+def _caller(request: Request, auth_on: bool) -> str:
+    """Who is asking: the authenticated user, or on an open server the `user_id` parameter."""
+    user = request.scope.get("user")
+    identity = getattr(user, "identity", "") if user is not None else ""
+    named = request.query_params.get("user_id")
+    if identity:
+        if named is not None and named != identity:
+            raise RouteError(403, "forbidden", "user_id differs from the authenticated user")
+        return str(identity)
+    if auth_on:
+        raise RouteError(401, "unauthenticated", "missing or invalid bearer token")
+    if named is None:
+        raise RouteError(400, "bad_request", "user_id is required (the server has no auth)")
+    return validate_user_id(named)
+
+
+def _limit(request: Request, default: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise RouteError(422, "invalid_input", f"limit must be an integer in 1..{MAX_LIMIT}")
+    return value
+
+
+async def _conversations(request: Request, deps: _Deps, user: str) -> Any:
+    return {"conversations": await deps.service.list_conversations(user, limit=_limit(request, 20))}
+
+
+async def _memories(request: Request, deps: _Deps, user: str) -> Any:
+    kinds = request.query_params.getlist("kind") or list(_KINDS)
+    unknown = sorted(set(kinds) - set(_KINDS))
+    if unknown:
+        raise RouteError(422, "invalid_input", f"unknown kind(s) {unknown}; known: {_KINDS}")
+    chosen = [k for k in _KINDS if k in kinds]
+    return {"memories": await deps.service.list_memories(user, kinds=chosen)}
+
+
+async def _search(request: Request, deps: _Deps, user: str) -> Any:
+    query = request.query_params.get("q", "").strip()
+    if not query:
+        raise RouteError(422, "invalid_input", "q (the search text) is required")
+    budget: MemoryBudget = {"conversations": 0, "memories": _limit(request, 10)}
+    return {"memories": await deps.service.recall(user, query, budget)}
+
+
+async def _delete_memory(request: Request, deps: _Deps, user: str) -> Any:
+    key = request.path_params["key"]
+    if not await deps.service.delete_memory(user, key):
+        raise RouteError(404, "not_found", f"no memory {key!r}")
+    return {"deleted": key}
+
+
+async def _forget(request: Request, deps: _Deps, user: str) -> Any:
+    receipt = await deps.service.forget_user(user)
+    candidates = dict.fromkeys([*receipt["threads"], *await _server_threads(deps, user)])
+    deleted = [tid for tid in candidates if await _delete_thread(deps, user, tid)]
+    receipt["deleted"]["threads"] = len(deleted)
+    receipt["threads"] = deleted
+    logger.info("forgot user: %s", receipt["deleted"])
+    return receipt
+
+
+async def _server_threads(deps: _Deps, user: str) -> list[str]:
+    """Threads the server knows as the user's: by owner metadata (auth on) or by state (open).
+
+    On an open server the threads carry no owner metadata, so all of them are paged through and
+    the owner read from their state (filtering by `values` server-side fails in langgraph-api
+    0.16 as soon as any thread has no state yet).
+    """
+    found: list[str] = []
+    metadata = {OWNER_KEY: user} if deps.auth_on else None
+    offset = 0
+    while True:
+        page = await deps.client.threads.search(
+            metadata=metadata, limit=_THREAD_PAGE, offset=offset
+        )
+        for thread in page:
+            if deps.auth_on or (thread.get("values") or {}).get("thread_owner") == user:
+                found.append(str(thread["thread_id"]))
+        if len(page) < _THREAD_PAGE:
+            return found
+        offset += _THREAD_PAGE
+
+
+async def _delete_thread(deps: _Deps, user: str, thread_id: str) -> bool:
+    """Delete one thread if (and only if) it is the user's; True when deleted.
+
+    A thread the server knows is checked against its owner and deleted through the server (its
+    record and its checkpoints); one only the database knows (written by a program or the CLI on
+    the same database) is checked against the owner in its latest checkpoint.
+    """
+    try:
+        thread = await deps.client.threads.get(thread_id)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code not in (404, 422):
+            raise
+        thread = None
+    if thread is not None:
+        if deps.auth_on:
+            owner = (thread.get("metadata") or {}).get(OWNER_KEY)
+        else:
+            owner = (thread.get("values") or {}).get("thread_owner")
+        if owner != user:
+            return False
+        await deps.client.threads.delete(thread_id)
+        return True
+    latest = await deps.saver.aget_tuple({"configurable": {"thread_id": thread_id}})
+    if latest is None or latest.checkpoint["channel_values"].get("thread_owner") != user:
+        return False
+    await deps.saver.adelete_thread(thread_id)
+    return True
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """Wrap a handler: resolve the caller, answer JSON, translate errors to status codes."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        deps: _Deps = request.app.state.memory_routes
+        try:
+            return JSONResponse(await handler(request, deps, _caller(request, deps.auth_on)))
+        except RouteError as exc:
+            error = (exc.status, exc.code, exc.detail)
+        except InvalidInputError as exc:
+            error = (422, "invalid_input", str(exc))
+        except (DatabaseUnavailableError, psycopg.OperationalError, PoolTimeout) as exc:
+            logger.error("database unavailable: %s", exc)
+            error = (503, "database_unavailable", "the database is unavailable")
+        status, code, detail = error
+        return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+    endpoint.__name__ = handler.__name__.lstrip("_")
+    return endpoint
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Open the routes' own pool on the server's database (the server has set up the tables)."""
+    async with (
+        server_pool() as pool,
+        open_server_store(pool, setup=False) as store,
+        get_client(url=None, api_key=None) as client,  # in-process, no auth: we filter
+    ):
+        app.state.memory_routes = _Deps(
+            service=MemoryService(store),
+            saver=AsyncPostgresSaver(pool),
+            client=client,
+            auth_on=TokenTable.from_env() is not None,
+        )
+        yield
+
+
+def create_app() -> Starlette:
+    """The routes as a Starlette app (no I/O until the server runs its lifespan)."""
+    return Starlette(
+        routes=[
+            Route("/me/conversations", _endpoint(_conversations), methods=["GET"]),
+            Route("/me/memories", _endpoint(_memories), methods=["GET"]),
+            Route("/me/memories/search", _endpoint(_search), methods=["GET"]),
+            Route("/me/memories/{key}", _endpoint(_delete_memory), methods=["DELETE"]),
+            Route("/me", _endpoint(_forget), methods=["DELETE"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+app = create_app()
+"""The object `http.app` in langgraph.json names."""
