@@ -15,7 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from memory_agent.memory.extraction import MemoryDraft, extract_with_model, extract_with_rules
-from memory_agent.memory.service import MemoryService
+from memory_agent.memory.service import ConversationFields, MemoryService
 from memory_agent.models import is_offline, message_text
 
 logger = logging.getLogger(__name__)
@@ -63,20 +63,20 @@ async def remember_turn(
     drafts: Sequence[MemoryDraft],
     message_ids: Sequence[str],
 ) -> Saved:
-    """Write the thread's conversation record and the turn's memories."""
-    written = await service.save_memories(
-        user_id, drafts, thread_id=turn["thread_id"], message_ids=message_ids
-    )
-    conversation = False
-    if turn["thread_id"]:
-        await service.save_conversation(
-            user_id,
-            turn["thread_id"],
+    """Write the thread's conversation record and the turn's memories (one batched read, one
+    batched write, nothing written that did not change)."""
+    fields = (
+        ConversationFields(
             title=turn["title"],
             summary=turn["summary"],
             last_message=turn["last_message"],
             message_count=turn["message_count"],
             created_at=turn["created_at"],
         )
-        conversation = True
-    return {"conversation": conversation, "memories": written}
+        if turn["thread_id"]
+        else None
+    )
+    record, written = await service.save_turn(
+        user_id, turn["thread_id"], fields, drafts, message_ids=message_ids
+    )
+    return {"conversation": record is not None, "memories": written}

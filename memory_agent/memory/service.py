@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, TypedDict
+from dataclasses import dataclass
+from typing import Any, TypedDict, cast
 
-from langgraph.store.base import BaseStore, Item, SearchItem
+from langgraph.store.base import BaseStore, GetOp, Item, PutOp, SearchItem, SearchOp
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.events import now_iso
@@ -53,6 +54,18 @@ class Conversation(TypedDict):
     message_count: int
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class ConversationFields:
+    """What a turn says about its thread's record (the store adds the timestamps)."""
+
+    title: str
+    summary: str
+    last_message: str
+    message_count: int
+    created_at: str | None = None
+    """ISO-8601 time of the thread's first turn (None: keep the stored one, else now)."""
 
 
 class ForgetReceipt(TypedDict):
@@ -92,24 +105,15 @@ class MemoryService:
         created_at: str | None = None,
     ) -> Conversation:
         """Create or update (in place) the record of one thread."""
-        if not thread_id:
-            raise InvalidInputError("a conversation needs a thread id")
-        now = now_iso()
-        record: Conversation = {
-            "thread_id": thread_id,
-            "title": title,
-            "summary": summary,
-            "last_message": last_message,
-            "message_count": message_count,
-            "created_at": created_at or now,
-            "updated_at": now,
-        }
-        value: dict[str, Any] = {
-            **record,
-            "scope": _CONVERSATION_SCOPE,
-            "text": _conversation_text(title, summary, last_message),
-        }
-        await self.store.aput(user_namespace(user_id, "conversations"), thread_id, value)
+        fields = ConversationFields(
+            title=title,
+            summary=summary,
+            last_message=last_message,
+            message_count=message_count,
+            created_at=created_at,
+        )
+        record, _ = await self.save_turn(user_id, thread_id, fields, [])
+        assert record is not None
         return record
 
     async def list_conversations(self, user_id: str, *, limit: int = 20) -> list[Conversation]:
@@ -137,14 +141,51 @@ class MemoryService:
         A draft whose subject already holds the same text is not written again (retries and
         repeats cost nothing); one with a new text about the same subject updates the record.
         """
-        written: list[str] = []
-        for draft in drafts:
-            ns = user_namespace(user_id, _KIND_NAMESPACE[draft["kind"]])
-            key = memory_key(draft["subject"])
-            existing = await self.store.aget(ns, key)
-            if existing and existing.value.get("text") == draft["text"]:
+        _, written = await self.save_turn(
+            user_id, thread_id, None, list(drafts), message_ids=message_ids
+        )
+        return written
+
+    async def save_turn(
+        self,
+        user_id: str,
+        thread_id: str | None,
+        conversation: ConversationFields | None,
+        drafts: Sequence[MemoryDraft],
+        *,
+        message_ids: Sequence[str] = (),
+    ) -> tuple[Conversation | None, list[str]]:
+        """Write what one turn leaves behind in two batches: one read, one write.
+
+        The records the turn may change (its memories, the thread's record) are read in one
+        round trip; only those that change are written, all in one more. A memory whose subject
+        already holds the same text, or a thread record that would differ only in its
+        `updated_at`, is not written: a retried or resumed step writes nothing new.
+
+        Returns:
+            The thread's record (None without `conversation` and a thread id) and the keys of
+            the memories written.
+        """
+        targets: list[tuple[tuple[str, ...], str]] = [
+            (user_namespace(user_id, _KIND_NAMESPACE[d["kind"]]), memory_key(d["subject"]))
+            for d in drafts
+        ]
+        with_record = conversation is not None and bool(thread_id)
+        if conversation is not None and not thread_id:
+            raise InvalidInputError("a conversation needs a thread id")
+        if with_record:
+            targets.append((user_namespace(user_id, "conversations"), str(thread_id)))
+        if not targets:
+            return None, []
+        found = await self.store.abatch([GetOp(ns, key) for ns, key in targets])
+        existing = [r if isinstance(r, Item) else None for r in found]
+        now = now_iso()
+        changed: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        for draft, (ns, key), old in zip(drafts, targets, existing, strict=False):
+            # Two drafts about one subject in one turn: the last one stands.
+            if old is not None and old.value.get("text") == draft["text"]:
+                changed.pop((ns, key), None)
                 continue
-            now = now_iso()
             value: dict[str, Any] = {
                 "scope": _MEMORY_SCOPE,
                 "kind": draft["kind"],
@@ -152,12 +193,40 @@ class MemoryService:
                 "text": draft["text"],
                 "thread_id": thread_id,
                 "message_ids": list(message_ids),
-                "created_at": existing.value.get("created_at", now) if existing else now,
+                "created_at": old.value.get("created_at", now) if old else now,
                 "updated_at": now,
             }
-            await self.store.aput(ns, key, value)
-            written.append(key)
-        return written
+            changed[(ns, key)] = PutOp(ns, key, value)
+        written = [key for _, key in changed]
+        puts = list(changed.values())
+        record: Conversation | None = None
+        if with_record and conversation is not None:
+            ns, key = targets[-1]
+            old = existing[-1]
+            record = {
+                "thread_id": key,
+                "title": conversation.title,
+                "summary": conversation.summary,
+                "last_message": conversation.last_message,
+                "message_count": conversation.message_count,
+                "created_at": conversation.created_at
+                or (str(old.value.get("created_at")) if old else now),
+                "updated_at": now,
+            }
+            if old is not None and _same_record(old.value, record):
+                record = _as_conversation(old)
+            else:
+                value = {
+                    **record,
+                    "scope": _CONVERSATION_SCOPE,
+                    "text": _conversation_text(
+                        conversation.title, conversation.summary, conversation.last_message
+                    ),
+                }
+                puts.append(PutOp(ns, key, value))
+        if puts:
+            await self.store.abatch(puts)
+        return record, written
 
     async def list_memories(
         self, user_id: str, *, kinds: Sequence[DraftKind] = ("fact", "preference", "entity")
@@ -181,23 +250,33 @@ class MemoryService:
         exclude_thread: str | None = None,
     ) -> list[MemoryRecord]:
         """Recent conversation summaries plus the memories most relevant to `query`."""
+        # Both searches go in one batch: one round trip to the store.
+        ops: list[SearchOp] = []
+        if budget["conversations"] > 0:
+            ops.append(
+                SearchOp(
+                    user_namespace(user_id, "conversations"), limit=budget["conversations"] + 1
+                )
+            )
+        if budget["memories"] > 0:
+            ops.append(
+                SearchOp(
+                    user_prefix(user_id),
+                    filter={"scope": _MEMORY_SCOPE},
+                    limit=budget["memories"],
+                    query=query or None,
+                )
+            )
+        results = iter(await self.store.abatch(ops) if ops else [])
         records: list[MemoryRecord] = []
         if budget["conversations"] > 0:
-            convs = await self.store.asearch(
-                user_namespace(user_id, "conversations"), limit=budget["conversations"] + 1
-            )
-            for item in convs:
+            for item in cast(list[SearchItem], next(results)):
                 if item.key == exclude_thread:
                     continue
                 records.append(_as_record(item, "conversation"))
             records = records[: budget["conversations"]]
         if budget["memories"] > 0:
-            found = await self.store.asearch(
-                user_prefix(user_id),
-                query=query or None,
-                filter={"scope": _MEMORY_SCOPE},
-                limit=budget["memories"],
-            )
+            found = cast(list[SearchItem], next(results))
             records.extend(_as_record(i, i.value.get("kind", "fact")) for i in found)
         return records
 
@@ -251,6 +330,11 @@ def _as_conversation(item: Item) -> Conversation:
         "created_at": str(v.get("created_at", item.created_at.isoformat())),
         "updated_at": str(v.get("updated_at", item.updated_at.isoformat())),
     }
+
+
+def _same_record(stored: dict[str, Any], record: Conversation) -> bool:
+    """True when writing `record` would change nothing but its `updated_at`."""
+    return all(stored.get(k) == v for k, v in record.items() if k != "updated_at")
 
 
 def _as_record(item: SearchItem, kind: Any) -> MemoryRecord:

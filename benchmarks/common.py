@@ -1,0 +1,217 @@
+"""What every benchmark shares: a throw-away database, the bare baseline graph, statistics.
+
+A benchmark runs on `$DATABASE_URL` when it is set (a fresh database is created on that server
+and dropped afterwards), else on an embedded PostgreSQL (pgserver) in a temporary directory that
+is deleted afterwards. Each script prints exactly one JSON object on stdout; progress goes to
+stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from langchain_core.messages import AIMessage
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+WORDS = (
+    "river garden violin morning coffee mountain tennis paper window orange lantern harbor "
+    "winter museum bicycle forest pepper silver theatre rocket meadow castle island thunder "
+    "marble velvet compass canyon glacier falcon ember willow saffron cobalt juniper"
+).split()
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout carries only the JSON result)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the one JSON object of a benchmark."""
+    print(json.dumps(result, sort_keys=False), flush=True)
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="toy sizes: checks the script runs")
+    return p
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0-100), linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    lo = int(rank)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def sentence(rng: Any, chars: int) -> str:
+    """A message of about `chars` characters made of random words."""
+    words: list[str] = []
+    while sum(len(w) + 1 for w in words) < chars:
+        words.append(rng.choice(WORDS))
+    return " ".join(words)[:chars]
+
+
+def machine(url: str | None = None) -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "os": platform.platform(terse=True),
+    }
+    try:
+        info["load_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    if url:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            info["postgres"] = row[0] if row else None
+    return info
+
+
+@contextmanager
+def _server() -> Iterator[str]:
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+        return
+    from pgserver.postgres_server import get_server
+
+    with tempfile.TemporaryDirectory(prefix="ma-bench-") as tmp:
+        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        try:
+            yield str(server.get_uri())
+        finally:
+            server.cleanup()
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A fresh, empty database for one benchmark; dropped on exit."""
+    with _server() as admin:
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        params = conninfo_to_dict(admin)
+        params["dbname"] = name
+        try:
+            yield make_conninfo(**params)
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bare_graph(checkpointer: AsyncPostgresSaver) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The baseline: one node appending the answer to `MessagesState`, checkpointed."""
+
+    async def reply(state: MessagesState) -> dict[str, Any]:
+        question = str(state["messages"][-1].content)
+        return {"messages": [AIMessage(content=question[::-1])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    return builder.compile(checkpointer=checkpointer, name="bare")
+
+
+@asynccontextmanager
+async def bare_agent(url: str, pool_size: int = 10) -> AsyncIterator[Any]:
+    """The bare graph on its own pool (same settings as the agent's) over `url`."""
+    from memory_agent.persistence import open_pool
+
+    async with open_pool(url, max_size=pool_size) as pool:
+        saver = AsyncPostgresSaver(pool)
+        await saver.setup()
+        yield bare_graph(saver)
+
+
+CHECKPOINT_COLUMNS = {
+    "checkpoints": (
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "parent_checkpoint_id",
+        "type",
+        "checkpoint",
+        "metadata",
+    ),
+    "checkpoint_blobs": ("thread_id", "checkpoint_ns", "channel", "version", "type", "blob"),
+    "checkpoint_writes": (
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "task_id",
+        "task_path",
+        "idx",
+        "channel",
+        "type",
+        "blob",
+    ),
+}
+_ROW_HEADER = 24  # heap tuple header and item pointer, per row
+
+
+def thread_bytes(url: str, thread_id: str) -> dict[str, dict[str, int]]:
+    """Bytes and rows one thread holds in each checkpoint table.
+
+    Bytes are the stored (possibly compressed) sizes of the row's columns plus a row header;
+    indexes and free space are left out, so the figure is what the thread itself costs.
+    """
+    out: dict[str, dict[str, int]] = {}
+    with psycopg.connect(url) as conn:
+        for table, columns in CHECKPOINT_COLUMNS.items():
+            size = " + ".join(f"coalesce(pg_column_size({c}), 0)" for c in columns)
+            sql = (
+                f"SELECT coalesce(sum({size} + {_ROW_HEADER}), 0)::bigint, count(*)::bigint "
+                f"FROM {table} WHERE thread_id = %s"
+            )
+            row = conn.execute(sql, (thread_id,)).fetchone()
+            assert row is not None
+            out[table] = {"bytes": int(row[0]), "rows": int(row[1])}
+    return out
+
+
+def total_bytes(tables: dict[str, dict[str, int]]) -> int:
+    return sum(t["bytes"] for t in tables.values())
+
+
+def run(main: Any) -> None:
+    """Run an async benchmark `main()` and exit."""
+    asyncio.run(main())

@@ -1,0 +1,116 @@
+"""The thread checkpointer: `AsyncPostgresSaver` whose storage per thread stays bounded.
+
+What a turn stores. LangGraph saves a checkpoint after every superstep: the input, `__start__`,
+initialize, planning and response make five per turn, each a row in `checkpoints` (the JSONB
+carries every primitive channel value inline: title, summary, status, ids, and the versions of
+all channels), plus a `checkpoint_blobs` row per changed non-primitive channel (the message
+window, the plan, the loaded memories, ...), plus the `checkpoint_writes` of each task. Measured
+with 200-character messages: about 25 kB per turn, so about 25 MB for a 1,000-turn thread even
+though the state itself is bounded (a window of recent messages plus a running summary).
+
+What is kept. Resuming a thread needs only its latest checkpoint and that checkpoint's pending
+writes, so superseded checkpoints are pruned with upstream's `aprune(strategy="keep_latest")`:
+when a turn starts (its "input" checkpoint is saved), the thread is pruned down to that
+checkpoint, at the first turn this process sees of the thread and then every `prune_every`
+turns. A turn's own checkpoints are never touched while it runs, so a turn interrupted between
+planning and response resumes from its post-planning checkpoint. The price: the thread's history
+(`get_state_history`, time travel) reaches back only to the last pruning.
+
+Why then, and there. At the start of a turn every write of earlier runs is committed (a run
+does not return before its background writes are), and the run's own later checkpoints wait for
+this one to be saved, so the prune's snapshot holds nothing in flight. Pruning from inside a node
+instead could delete a checkpoint whose task writes are still being saved, leaving orphans.
+
+Durability. Turns run with LangGraph's default `durability="async"`, deliberately: each step's
+checkpoint is written while the next step runs, and the run returns only once all are committed.
+"sync" would add a database round trip per step to every turn. "exit" would write one
+checkpoint per turn but none between planning and response, so a crash there would redo the
+whole turn. A crash under "async" loses at most the checkpoints still being written (the last
+step or two), whose steps are redone on resume; memory writes are keyed, so redoing them changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.types import Durability
+
+from memory_agent.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+DURABILITY: Durability = "async"
+"""The durability turns run with (LangGraph's default); see the module docstring for why."""
+
+PRUNE_EVERY = 10
+"""Turns between two prunings of a thread: storage is bounded by about this many turns."""
+
+_REMEMBERED_THREADS = 10_000
+
+
+class BoundedPostgresSaver(AsyncPostgresSaver):
+    """`AsyncPostgresSaver` that prunes each thread's superseded checkpoints as turns start.
+
+    Args:
+        conn: a connection pool (or connection), as for `AsyncPostgresSaver`.
+        prune_every: prune a thread every this many turns (1: at every turn); the first turn
+            this process sees of a thread always prunes, so short-lived processes (the CLI)
+            keep threads bounded too. None: never prune (keep the full history).
+        **kwargs: passed to `AsyncPostgresSaver`.
+    """
+
+    def __init__(self, conn: Any, *, prune_every: int | None = PRUNE_EVERY, **kwargs: Any):
+        super().__init__(conn, **kwargs)
+        if prune_every is not None and prune_every < 1:
+            raise ConfigurationError("prune_every must be at least 1 (or None to keep all history)")
+        self.prune_every = prune_every
+        # Turns seen per thread since its last pruning. Process-local on purpose: losing it
+        # (a restart, another process) only makes the next turn of a thread prune it.
+        self._since_prune: OrderedDict[str, int] = OrderedDict()
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        configurable = config.get("configurable", {})
+        if (
+            metadata.get("source") == "input"
+            and not configurable.get("checkpoint_ns")
+            and self._due(str(configurable["thread_id"]))
+        ):
+            await self._prune(str(configurable["thread_id"]))
+        return saved
+
+    def _due(self, thread_id: str) -> bool:
+        if self.prune_every is None:
+            return False
+        seen = self._since_prune.pop(thread_id, None)
+        if seen is None or seen + 1 >= self.prune_every:
+            self._since_prune[thread_id] = 0
+            due = True
+        else:
+            self._since_prune[thread_id] = seen + 1
+            due = False
+        if len(self._since_prune) > _REMEMBERED_THREADS:
+            self._since_prune.popitem(last=False)
+        return due
+
+    async def _prune(self, thread_id: str) -> None:
+        try:
+            await self.aprune([thread_id], strategy="keep_latest")
+        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+            # Another process pruned or wrote this thread at the same moment; the next turn
+            # prunes again. Nothing is lost: pruning only ever deletes superseded rows.
+            logger.info("pruning thread %s deferred: %s", thread_id, exc)
+            self._since_prune.pop(thread_id, None)
