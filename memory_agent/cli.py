@@ -19,8 +19,9 @@ from memory_agent.context import AgentContext
 from memory_agent.errors import MemoryAgentError
 from memory_agent.graph import Agent
 from memory_agent.manage import forget_user, memories
-from memory_agent.persistence import open_agent
+from memory_agent.persistence import database_url, open_agent, open_pool
 from memory_agent.state import InputState
+from memory_agent.vector_search import MIN_MEMORIES, index_large_users
 
 HELP = "commands: /new  /threads  /switch ID  /memories  /quit"
 
@@ -180,6 +181,14 @@ async def _db(args: argparse.Namespace, ctx: AgentContext) -> int:
     return 0
 
 
+async def _db_index(args: argparse.Namespace, ctx: AgentContext) -> int:
+    url = await database_url(args.database)
+    async with open_pool(url, max_size=1) as pool, pool.connection() as conn:
+        built = await index_large_users(conn, min_memories=args.min_memories)
+    print(f"built {len(built)} user index(es)" + (f": {', '.join(built)}" if built else ""))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memory-agent", description=__doc__)
     p.add_argument("--database", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
@@ -212,6 +221,16 @@ def parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     setup = db_sub.add_parser("setup", help="create or upgrade the tables (idempotent)")
     setup.set_defaults(func=_db)
+    index = db_sub.add_parser(
+        "index", help="give each user with many memories a vector index of their own"
+    )
+    index.add_argument(
+        "--min-memories",
+        type=int,
+        default=MIN_MEMORIES,
+        help=f"index users holding at least this many memories (default {MIN_MEMORIES})",
+    )
+    index.set_defaults(func=_db_index)
     return p
 
 

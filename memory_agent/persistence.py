@@ -13,20 +13,22 @@ import logging
 import os
 import re
 import select
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from langchain_core.embeddings import Embeddings
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.store.base import Op, PutOp, Result, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
 from langgraph.store.postgres.base import Migration, PostgresIndexConfig
 from platformdirs import user_data_dir
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from memory_agent import vector_search
 from memory_agent.checkpointer import PRUNE_EVERY, BoundedPostgresSaver
 from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
 from memory_agent.graph import Agent, build_graph
@@ -147,14 +149,62 @@ async def open_pool(
 
 
 class ExactSearchStore(AsyncPostgresStore):
-    """`AsyncPostgresStore` whose vector search is always exact (no ANN index is created).
+    """`AsyncPostgresStore` whose vector search is exact per user, or indexed per large user.
 
-    Upstream's `setup()` (langgraph-checkpoint-postgres 3.2.0) ignores `Migration.condition`, so
-    `ann_index_config={"kind": "flat"}` fails there instead of skipping the index; the index
-    migration is replaced by a no-op here, keeping the migration numbering.
+    No ANN index over the whole table is created: upstream's `setup()` (3.2.0) ignores
+    `Migration.condition`, so `ann_index_config={"kind": "flat"}` fails there instead of
+    skipping the index; the index migration is replaced by a no-op, keeping the numbering.
+    Semantic searches under a namespace go through `vector_search.search` (candidates ranked in
+    `store_vectors` alone, a large user's own HNSW index when they have one, always complete);
+    everything else is upstream's.
     """
 
     VECTOR_MIGRATIONS = [*AsyncPostgresStore.VECTOR_MIGRATIONS[:2], Migration("SELECT 1")]
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        mine = [i for i, op in enumerate(ops) if self.embeddings and vector_search.handles(op)]
+        if not mine:
+            return await super().abatch(ops)
+        results: list[Result] = [None] * len(ops)
+        rest = [i for i in range(len(ops)) if i not in set(mine)]
+
+        async def searches() -> None:
+            assert self.embeddings is not None
+            queries = [cast(SearchOp, ops[i]).query or "" for i in mine]
+            vectors = await self.embeddings.aembed_documents(queries)
+            async with self._cursor() as cur:
+                for i, vector in zip(mine, vectors, strict=True):
+                    op = cast(SearchOp, ops[i])
+                    found = await vector_search.search(
+                        cur.connection,
+                        op,
+                        vector,
+                        omit_expired=self._omit_expired,
+                        refresh_ttl=bool(self.ttl_config) and op.refresh_ttl,
+                    )
+                    results[i] = (
+                        found
+                        if found is not None
+                        else (await super(ExactSearchStore, self).abatch([op]))[0]
+                    )
+
+        async def others() -> None:
+            for i, result in zip(
+                rest,
+                await super(ExactSearchStore, self).abatch([ops[i] for i in rest]),
+                strict=True,
+            ):
+                results[i] = result
+
+        if not rest:
+            await searches()
+        elif any(isinstance(ops[i], PutOp) for i in rest):
+            await searches()  # upstream runs a batch's searches before its writes, too
+            await others()
+        else:
+            await asyncio.gather(searches(), others())
+        return results
 
 
 def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
@@ -182,6 +232,9 @@ async def setup_database(pool: Pool, index: PostgresIndexConfig) -> None:
     try:
         await AsyncPostgresSaver(pool).setup()
         await ExactSearchStore(pool, index=index).setup()
+        async with pool.connection() as conn:
+            for statement in vector_search.SETUP:
+                await conn.execute(statement)
     except psycopg.Error as exc:
         raise DatabaseUnavailableError(f"database setup failed: {exc}") from exc
     await _check_dims(pool, index["dims"])

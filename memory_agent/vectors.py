@@ -12,6 +12,7 @@ dumper a `PgVector` is dumped like any list, so nothing breaks, it is only slowe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -23,11 +24,16 @@ class PgVector(list[float]):
     """An embedding bound for a pgvector column or parameter."""
 
 
+def vector_text(vector: Sequence[float]) -> str:
+    """pgvector's text form of a vector: '[x,y,...]'."""
+    return "[" + ",".join([repr(float(x)) for x in vector]) + "]"
+
+
 class PgVectorDumper(Dumper):
     """Dumps a `PgVector` as pgvector's text literal, with an unknown type oid."""
 
     def dump(self, obj: Any) -> bytes:
-        return ("[" + ",".join([repr(float(x)) for x in obj]) + "]").encode()
+        return vector_text(obj).encode()
 
 
 def register_vector_dumper(conn: psycopg.AsyncConnection[Any]) -> None:
