@@ -5,7 +5,8 @@ pads its answers to 200 characters; the bare graph answers with the reversed que
 turns 10, 100 and 1,000: the bytes the thread holds in `checkpoints`, `checkpoint_blobs` and
 `checkpoint_writes` (stored column sizes plus row headers). The bare graph keeps every message
 in every checkpoint; the agent keeps a window of recent messages plus a running summary in its
-state, and prunes superseded checkpoints (see memory_agent/checkpointer.py). At the end the
+state, and prunes superseded checkpoints (see memory_agent/checkpointer.py); the same agent
+without pruning is measured too, up to the middle mark, to show what dominates. At the end the
 agent's state is checked: the window holds the recent messages and the summary is not empty.
 
     python benchmarks/checkpoint_growth.py [--quick]
@@ -96,6 +97,17 @@ async def main() -> None:
                 bare, "growth-bare", turns, marks, url, agent=False, rng=random.Random(1)
             )
             state = await agent.aget_state({"configurable": {"thread_id": "growth-agent"}})
+        # What pruning saves: the same agent keeping every checkpoint, for the first marks.
+        async with open_agent(url, prune_every=None, setup=False) as unpruned:
+            kept_bytes, kept_tables, _ = await grow(
+                unpruned,
+                "growth-unpruned",
+                marks[1],
+                marks[:2],
+                url,
+                agent=True,
+                rng=random.Random(1),
+            )
         info = machine(url)
     values = state.values
     window = values.get("messages", [])
@@ -108,6 +120,8 @@ async def main() -> None:
         "agent_ratio_last_to_middle": round(ratio, 2),
         "targets": {"ratio_max": TARGET_RATIO, "agent_bytes_last_max": TARGET_BYTES},
         "met": ratio <= TARGET_RATIO and agent_bytes[last] < TARGET_BYTES,
+        "agent_unpruned_bytes": kept_bytes,
+        "agent_unpruned_tables": kept_tables,
         "agent_tables_last": agent_tables,
         "bare_tables_last": bare_tables,
         "agent_state_last": {

@@ -25,12 +25,13 @@ from typing import Any
 
 import psycopg
 from common import arguments, database, emit, log, machine, median, ms, percentile, run
-from langgraph.store.base import SearchOp
+from langgraph.store.base import PutOp, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
-from seed import TOPICS, memory_ops
 
+from memory_agent.events import now_iso
 from memory_agent.memory.embeddings import resolve_embeddings
-from memory_agent.memory.namespaces import user_prefix
+from memory_agent.memory.namespaces import user_namespace, user_prefix
+from memory_agent.memory.service import memory_key
 from memory_agent.persistence import ExactSearchStore, index_config, open_pool, setup_database
 from memory_agent.vector_search import MIN_MEMORIES, index_large_users
 from memory_agent.vectors import vector_text
@@ -56,9 +57,54 @@ FROM generate_series(%(lo)s, %(hi)s - 1) AS g JOIN vector_pool p ON p.id = g %% 
 """
 
 
-def query_texts(rng: random.Random, n: int) -> list[str]:
-    forms = ("What is my {t}?", "Tell me about my {t}.", "Do you remember my {t}?", "my {t}")
-    return [rng.choice(forms).format(t=rng.choice(TOPICS)) for _ in range(n)]
+_SYLLABLES = "ka lo mi re su ta ne vi do ra po li fe gu sha mo ni ta be zo".split()
+_RELATIONS = ("sister", "colleague", "neighbour", "dentist", "cousin", "landlord", "coach")
+_THINGS = ("favourite dish", "bike", "garden", "book club", "car", "laptop", "running route")
+_KINDS = (("fact", "facts"), ("preference", "preferences"), ("entity", "entities"))
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3)))
+
+
+def memory_ops(user: str, count: int, seed: int) -> list[PutOp]:
+    """`count` distinct memories of one user: each names its own things (names and places are
+    made-up words), as a real user's memories do, so that a question has a clear answer."""
+    rng = random.Random(seed)
+    now = now_iso()
+    ops: list[PutOp] = []
+    for i in range(count):
+        kind, ns_kind = _KINDS[i % len(_KINDS)]
+        a, b, c = _word(rng), _word(rng), _word(rng)
+        if i % 2:
+            subject = f"{rng.choice(_RELATIONS)} {a}"
+            text = f"The user's {subject.split()[0]} {a.capitalize()} lives in {b} near {c}."
+        else:
+            subject = f"{rng.choice(_THINGS)} {a}"
+            text = f"The user's {subject.rsplit(' ', 1)[0]} is the {a} {b}, bought in {c}."
+        value = {
+            "scope": "memory",
+            "kind": kind,
+            "subject": subject,
+            "text": text,
+            "thread_id": f"seed-{i % 50}",
+            "message_ids": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        ops.append(PutOp(user_namespace(user, ns_kind), memory_key(f"{subject} {i}"), value))
+    return ops
+
+
+def query_texts(ops: list[PutOp], rng: random.Random, n: int) -> list[str]:
+    """Questions about memories the user has (the names in them), asked in other words."""
+    out: list[str] = []
+    for op in rng.sample(ops, min(n, len(ops))):
+        words = str(op.value["text"]).rstrip(".").split()
+        name = (words[3] if words[2] in _RELATIONS else words[-4]).rstrip(",")
+        forms = ("Where does {n} live?", "What do you know about {n}?", "Tell me about {n}.")
+        out.append(rng.choice(forms).format(n=name))
+    return out
 
 
 async def copy_user(
@@ -91,18 +137,11 @@ async def copy_user(
                 )
 
 
-async def build(url: str, sizes: dict[str, int], total: int, emb: Any) -> int:
-    bystanders = max(0, total - sum(sizes.values()))
-    per_user_ops = {user: memory_ops(user, n, seed=n) for user, n in sizes.items()}
+async def build(url: str, per_user_ops: dict[str, list[PutOp]], total: int, emb: Any) -> int:
+    bystanders = max(0, total - sum(len(ops) for ops in per_user_ops.values()))
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute(_POOL_TABLE)
-        pool_texts = [
-            f"{t} {i}: {w}"
-            for i, (t, w) in enumerate(
-                (random.Random(i).choice(TOPICS), random.Random(-i).random())
-                for i in range(VECTOR_POOL)
-            )
-        ]
+        pool_texts = [str(op.value["text"]) for op in memory_ops("pool", VECTOR_POOL, seed=99)]
         async with conn.cursor() as cur, cur.copy("COPY vector_pool FROM STDIN") as copy:
             for i, v in enumerate(emb.embed_documents(pool_texts)):
                 await copy.write_row((i, vector_text(v)))
@@ -175,7 +214,8 @@ async def main() -> None:
         started = time.perf_counter()
         async with open_pool(url) as pool:
             await setup_database(pool, index)
-            stored = await build(url, sizes, total, emb)
+            user_ops = {user: memory_ops(user, n, seed=n) for user, n in sizes.items()}
+            stored = await build(url, user_ops, total, emb)
             build_s = time.perf_counter() - started
             log(f"built {stored:,} memories in {build_s:.0f} s")
             store = ExactSearchStore(pool, index=index)
@@ -191,7 +231,7 @@ async def main() -> None:
                 for user, n in sizes.items():
                     # An exact scan of 100k rows is slow: fewer queries are enough to show it.
                     count = queries if phase == "indexed" or n < 50_000 else max(5, queries // 5)
-                    texts = query_texts(rng, count)
+                    texts = query_texts(user_ops[user], rng, count)
                     await measure(store, user, texts[:3], emb)  # warm-up
                     figures = await measure(store, user, texts, emb)
                     has_index = phase == "indexed" and n >= min_memories

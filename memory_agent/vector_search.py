@@ -3,30 +3,30 @@
 pgvector 0.6 (what pgserver ships) has no iterative index scans: an HNSW index over the whole
 `store_vectors` table returns its `ef_search` nearest rows of *all* users and filters by
 namespace afterwards, so a user among many gets too few results. The store's own search is exact
-instead (it ranks the rows of the namespace found through the prefix index), which is complete
-but costs about 3 microseconds a row: fine for a user with a thousand memories, too slow with a
-hundred thousand. Measured on this machine: 1k memories about 3 ms, 10k about 30 ms.
+instead (it ranks the rows of the namespace found through the prefix index): complete, but about
+3 microseconds a row.
 
-This module does three things about it:
+What this module adds (figures: `benchmarks/memory_scale.py`, one user among 1M memories):
 
-- `SETUP`: the vectors of up to about 2,000 dimensions stay inside the table row
-  (`toast_tuple_target`), instead of being moved to TOAST storage and fetched through its index
-  for every row scanned (pgvector's type asks for out-of-line storage; a 512-dimension vector
-  is just over the default 2 kB threshold): the scan gets about twice as fast. And an index on
-  `store_vectors.prefix text_pattern_ops`, so one user's vectors are found without the store
-  table.
+- `SETUP`: vectors of up to about 2,000 dimensions stay inside the table row
+  (`toast_tuple_target`) instead of going to TOAST storage, fetched through its index for every
+  row scanned (pgvector asks for out-of-line storage and a 512-dimension vector is just over the
+  default 2 kB threshold): scans get about twice as fast. And an index on
+  `store_vectors.prefix text_pattern_ops`, so one user's vectors are found without the store.
 - `search`: ranks the candidates in `store_vectors` alone (`ORDER BY embedding <=> q LIMIT n`
-  for the user's namespaces), then joins the store rows of the winners and applies the filter.
-  For a user without an index of their own that is an exact scan of their rows, about twice as
-  fast as the store's query. If the filter leaves fewer than asked while more candidates exist,
-  it widens `n`, and finally falls back to the store's exact query: the result is always
-  complete.
-- `index_large_users`: gives each user holding at least `min_memories` vectors a partial HNSW
-  index (`WHERE prefix LIKE 'users.<label>.%'`). The planner uses it for that user's searches
-  only (the search repeats the predicate literally), so the approximate scan sees that user's
-  rows alone and returns as many as asked. Queries fall from tens of milliseconds to about one.
-  Run it from `memory-agent db index` (e.g. nightly); a user's first index takes seconds per
-  ten thousand memories and is built `CONCURRENTLY` (writes continue).
+  under the user's prefix), then joins the store rows of the winners and applies the filter. For
+  a user without an index of their own this is an exact scan (1k memories about 1.2 ms, 10k
+  about 9 ms). If the filter leaves fewer than asked while more candidates exist, it widens `n`,
+  and at last falls back to the store's exact query: the result is always complete.
+- `index_large_users` (`memory-agent db index`, opt-in): a partial HNSW index per user with at
+  least `min_memories` vectors (`WHERE prefix LIKE 'users.<label>.%'`). The search repeats that
+  predicate literally, so the planner uses the index for that user only and the approximate
+  scan sees that user's rows alone: complete, and 100k memories take about 4 ms instead of
+  160 ms. The ranking is approximate, though. With a dense semantic embedder HNSW finds nearly
+  all of the exact best; with the offline hashing embedder (sparse, nearly orthogonal vectors,
+  on which graph search navigates badly) it found 0.3-0.4 of the exact best 6 at
+  `ef_search` 40, and raising `ef_search` buys little at 100k. Hence opt-in: without it every
+  search is exact. An index takes seconds per ten thousand memories to build, `CONCURRENTLY`.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ SETUP: tuple[str, ...] = (
 """Idempotent statements run by `setup_database` after the store's own migrations."""
 
 MIN_MEMORIES = 5_000
-"""Users holding at least this many vectors get an HNSW index of their own (an exact scan of
-this many rows takes about 8 ms here)."""
+"""`index_large_users` default: users from this many vectors get an HNSW index of their own (an
+exact scan of this many rows takes about 5 ms here)."""
 
 HNSW_MIN_EF = 40
 """The smallest `hnsw.ef_search` a search uses (pgvector's default)."""
@@ -80,12 +80,15 @@ WITH q AS MATERIALIZED (SELECT {q}::vector AS v), hits AS MATERIALIZED (
 ), best AS (
     SELECT prefix, key, min(distance) AS distance FROM hits GROUP BY prefix, key
 )
-SELECT s.prefix, s.key, s.value, s.created_at, s.updated_at, 1 - b.distance AS score,
-    (SELECT count(*) FROM hits) AS candidates
-FROM best b JOIN store s ON s.prefix = b.prefix AND s.key = b.key
-WHERE TRUE {filters}
-ORDER BY b.distance, s.prefix, s.key
-LIMIT {limit} OFFSET {offset}
+SELECT c.candidates, r.*
+FROM (SELECT count(*) AS candidates FROM hits) AS c
+LEFT JOIN LATERAL (
+    SELECT s.prefix, s.key, s.value, s.created_at, s.updated_at, 1 - b.distance AS score
+    FROM best b JOIN store s ON s.prefix = b.prefix AND s.key = b.key
+    WHERE TRUE {filters}
+    ORDER BY b.distance, s.prefix, s.key
+    LIMIT {limit} OFFSET {offset}
+) AS r ON TRUE
 """
 """Two statements in one round trip (no parameters: psycopg sends them as a simple query).
 `hnsw.ef_search` is set for the session: an HNSW scan returns at most that many rows, and every
@@ -190,7 +193,8 @@ async def search(
         await cur.execute(statement, prepare=False)
         cur.nextset()  # past the SET
         rows = await cur.fetchall()
-        candidates = int(rows[0]["candidates"]) if rows else 0
+        candidates = int(rows[0]["candidates"])  # one row at least, with the count
+        rows = [r for r in rows if r["key"] is not None]
         if rows and refresh_ttl:
             await cur.execute(_REFRESH_TTL, ([r["prefix"] for r in rows], [r["key"] for r in rows]))
         # Fewer rows than asked is the complete answer once every candidate was ranked.

@@ -1,0 +1,108 @@
+"""Per-user vector search: same answers as the store's exact query, complete, index or not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+from langgraph.store.base import PutOp, SearchOp
+from langgraph.store.postgres import AsyncPostgresStore
+
+from memory_agent.memory.embeddings import resolve_embeddings
+from memory_agent.memory.namespaces import encode_label, user_namespace, user_prefix
+from memory_agent.persistence import ExactSearchStore, index_config, open_pool, setup_database
+from memory_agent.vector_search import index_large_users, user_index_name
+
+pytestmark = pytest.mark.integration
+
+USERS = ("a_b%c@example.com", "plain")
+WORDS = "river garden violin harbor forest silver meadow juniper lantern orange".split()
+
+
+def texts(n: int) -> list[str]:
+    return [f"The user's {WORDS[i % 10]} {WORDS[(i * 7) % 10]} note {i}." for i in range(n)]
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[ExactSearchStore]:
+    emb, dims = resolve_embeddings()
+    index = index_config(emb, dims)
+    async with open_pool(database_url) as pool:
+        await setup_database(pool, index)
+        store = ExactSearchStore(pool, index=index)
+        for user in USERS:
+            ops = [
+                PutOp(user_namespace(user, "facts"), f"k{i}", {"scope": "memory", "text": t})
+                for i, t in enumerate(texts(300))
+            ]
+            # Conversation records that match better than any memory: the filter drops them.
+            ops += [
+                PutOp(
+                    user_namespace(user, "conversations"),
+                    f"t{i}",
+                    {"scope": "conversation", "text": "river river river garden " * 3},
+                )
+                for i in range(40)
+            ]
+            await store.abatch(ops)
+        yield store
+
+
+async def exact(store: ExactSearchStore, op: SearchOp) -> list[Any]:
+    return (await AsyncPostgresStore.abatch(store, [op]))[0]  # type: ignore[return-value]
+
+
+def scores(items: list[Any]) -> list[float]:
+    return [round(i.score, 5) for i in items]
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_same_answers_as_the_exact_query(store: ExactSearchStore, user: str) -> None:
+    for query in ("river garden", "silver note 17", "juniper lantern"):
+        op = SearchOp(user_prefix(user), {"scope": "memory"}, 6, 0, query)
+        mine = (await store.abatch([op]))[0]
+        ref = await exact(store, op)
+        assert len(mine) == 6  # type: ignore[arg-type]
+        assert scores(mine) == scores(ref)  # type: ignore[arg-type]
+        assert all(i.value["scope"] == "memory" for i in mine)  # type: ignore[union-attr]
+        assert all(i.namespace[1] == encode_label(user) for i in mine)  # type: ignore[union-attr]
+
+
+async def test_complete_even_when_the_filter_rejects_the_best_candidates(
+    store: ExactSearchStore,
+) -> None:
+    # 40 conversation records outrank every memory; 60 memories are asked for.
+    op = SearchOp(user_prefix("plain"), {"scope": "memory"}, 60, 0, "river river garden")
+    mine = (await store.abatch([op]))[0]
+    assert scores(mine) == scores(await exact(store, op))  # type: ignore[arg-type]
+    assert len(mine) == 60  # type: ignore[arg-type]
+
+
+async def test_a_large_users_own_index_is_used_and_complete(
+    store: ExactSearchStore, database_url: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        built = await index_large_users(conn, min_memories=300)
+        assert set(built) == {encode_label(u) for u in USERS}
+        assert await index_large_users(conn, min_memories=300) == []  # idempotent
+    with psycopg.connect(database_url) as conn:
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+    assert {user_index_name(encode_label(u)) for u in USERS} <= names
+    for user in USERS:
+        for query in ("river garden", "meadow forest note"):
+            op = SearchOp(user_prefix(user), {"scope": "memory"}, 6, 0, query)
+            mine = (await store.abatch([op]))[0]
+            assert len(mine) == 6  # type: ignore[arg-type]
+            assert all(i.value["scope"] == "memory" for i in mine)  # type: ignore[union-attr]
+            # Approximate, but on this small index it finds the exact best.
+            assert scores(mine)[0] == scores(await exact(store, op))[0]  # type: ignore[arg-type]
+
+
+async def test_other_searches_go_to_the_store_query(store: ExactSearchStore) -> None:
+    recent = SearchOp(user_namespace("plain", "facts"), None, 5, 0, None)
+    ranged = SearchOp(user_prefix("plain"), {"scope": {"$ne": "conversation"}}, 5, 0, "river")
+    found = await store.abatch([recent, ranged])
+    assert len(found[0]) == 5  # type: ignore[arg-type]
+    assert scores(found[1]) == scores(await exact(store, ranged))  # type: ignore[arg-type]
