@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+from memory_agent.checkpointer import BoundedPostgresSaver
 from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
 from memory_agent.memory.embeddings import resolve_embeddings
 from memory_agent.persistence import (
@@ -74,9 +75,10 @@ async def open_server_store(pool: Pool, *, setup: bool = True) -> AsyncIterator[
 
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
-    """The server's checkpointer (`checkpointer.path` in langgraph.json)."""
+    """The server's checkpointer (`checkpointer.path` in langgraph.json): threads keep bounded
+    storage here too (superseded checkpoints pruned, see `memory_agent.checkpointer`)."""
     async with server_pool() as pool:
-        saver = AsyncPostgresSaver(pool)
+        saver = BoundedPostgresSaver(pool)
         try:
             await saver.setup()
         except psycopg.Error as exc:
