@@ -1,11 +1,14 @@
 """Turn latency: a full agent turn against a bare one-node graph, same database, same run.
 
 The agent's user holds 1,000 memories (facts, preferences, entities); every agent turn runs
-initialize, planning (intent by rules, recall through the store), response (offline model,
-conversation record and extracted facts written) and the message window. The bare graph is one
-node appending a reply to `MessagesState` with `AsyncPostgresSaver`. Turns alternate between the
-two (agent first on even rounds, bare first on odd ones) so drift on a noisy machine hits both.
-Several rounds; the reported figures are the medians over rounds of each round's p50/p95.
+initialize, planning (intent by rules, recall through the store), the teams the plan picks,
+response (offline model, conversation record and extracted facts written) and the message
+window. The bare graph is one node appending a reply to `MessagesState` with
+`AsyncPostgresSaver`. Two more graphs show where the difference comes from: `anonymous` is the
+agent without a user id (no memory read or written), `chain` three no-op nodes in a row
+checkpointed like the agent (the cost of the supersteps alone). The four take turns in a
+rotating order, so drift on a noisy machine hits all. Several rounds; the figures are the
+medians over rounds of each round's p50/p95.
 
     python benchmarks/turn_latency.py [--quick]
 """
@@ -29,7 +32,8 @@ from common import (
     run,
     sentence,
 )
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.graph import START, MessagesState, StateGraph
 from seed import seed_memories
 
 from memory_agent import AgentContext, open_agent
@@ -61,35 +65,52 @@ def agent_message(rng: random.Random, i: int) -> str:
 _W = ("river", "garden", "violin", "harbor", "forest", "silver", "meadow", "juniper")
 
 
+def chain_graph(saver: Any, nodes: int = 3) -> Any:
+    """The agent's shape without its work: `nodes` no-op nodes in a row (the last one appends
+    the reply), checkpointed like the agent. What the extra supersteps alone cost."""
+
+    def step(last: bool) -> Any:
+        async def node(state: MessagesState) -> dict[str, Any]:
+            if not last:
+                return {}
+            return {"messages": [AIMessage(str(state["messages"][-1].content)[::-1])]}
+
+        return node
+
+    builder = StateGraph(MessagesState)
+    previous = START
+    for i in range(nodes):
+        builder.add_node(f"step{i}", step(i == nodes - 1))
+        builder.add_edge(previous, f"step{i}")
+        previous = f"step{i}"
+    return builder.compile(checkpointer=saver, name="chain")
+
+
 async def measure(
-    agent: Any, bare: Any, *, threads: int, turns: int, rng: random.Random
-) -> tuple[list[float], list[float]]:
+    graphs: dict[str, tuple[Any, bool]], *, threads: int, turns: int, rng: random.Random
+) -> dict[str, list[float]]:
+    """Turn times (ms) per graph; the graphs take turns in a rotating order."""
     ctx = AgentContext()
-    agent_ms: list[float] = []
-    bare_ms: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in graphs}
+    names = list(graphs)
     tag = f"{time.time_ns():x}"
     for t in range(threads):
-        a_cfg: Any = {"configurable": {"thread_id": f"a-{tag}-{t}"}}
-        b_cfg: Any = {"configurable": {"thread_id": f"b-{tag}-{t}"}}
         for i in range(turns):
             text = agent_message(rng, i)
-            a_in = {"messages": [HumanMessage(text)], "user_id": USER}
-            b_in = {"messages": [HumanMessage(text)]}
-
-            async def a_turn(a_in: Any = a_in, a_cfg: Any = a_cfg) -> None:
+            rotation = (t * turns + i) % len(names)
+            for name in names[rotation:] + names[:rotation]:
+                graph, with_user = graphs[name]
+                turn: dict[str, Any] = {"messages": [HumanMessage(text)]}
+                if with_user is not None:
+                    turn["user_id"] = USER if with_user else None
+                config: Any = {"configurable": {"thread_id": f"{name}-{tag}-{t}"}}
                 started = time.perf_counter()
-                await agent.ainvoke(a_in, a_cfg, context=ctx)
-                agent_ms.append(ms(time.perf_counter() - started))
-
-            async def b_turn(b_in: Any = b_in, b_cfg: Any = b_cfg) -> None:
-                started = time.perf_counter()
-                await bare.ainvoke(b_in, b_cfg)
-                bare_ms.append(ms(time.perf_counter() - started))
-
-            order = (a_turn, b_turn) if (t + i) % 2 == 0 else (b_turn, a_turn)
-            for step in order:
-                await step()
-    return agent_ms, bare_ms
+                if with_user is None:
+                    await graph.ainvoke(turn, config)
+                else:
+                    await graph.ainvoke(turn, config, context=ctx)
+                times[name].append(ms(time.perf_counter() - started))
+    return times
 
 
 async def main() -> None:
@@ -100,21 +121,22 @@ async def main() -> None:
         async with open_agent(url) as agent, bare_agent(url) as bare:
             log(f"seeding {memories} memories")
             await seed_memories(agent.store, USER, memories)  # type: ignore[arg-type]
+            graphs: dict[str, tuple[Any, bool | None]] = {
+                "agent": (agent, True),
+                "anonymous": (agent, False),
+                "chain": (chain_graph(bare.checkpointer), None),
+                "bare": (bare, None),
+            }
             log("warm-up")
-            await measure(agent, bare, threads=2, turns=3, rng=rng)
+            await measure(graphs, threads=2, turns=3, rng=rng)
             per_round: list[dict[str, float]] = []
-            all_agent: list[float] = []
-            all_bare: list[float] = []
             for r in range(rounds):
-                a, b = await measure(agent, bare, threads=threads, turns=turns, rng=rng)
-                all_agent += a
-                all_bare += b
+                times = await measure(graphs, threads=threads, turns=turns, rng=rng)
                 per_round.append(
                     {
-                        "agent_p50_ms": round(percentile(a, 50), 3),
-                        "agent_p95_ms": round(percentile(a, 95), 3),
-                        "bare_p50_ms": round(percentile(b, 50), 3),
-                        "bare_p95_ms": round(percentile(b, 95), 3),
+                        f"{name}_{q}_ms": round(percentile(values, p), 3)
+                        for name, values in times.items()
+                        for q, p in (("p50", 50), ("p95", 95))
                     }
                 )
                 log(f"round {r + 1}/{rounds}: {per_round[-1]}")
@@ -125,6 +147,8 @@ async def main() -> None:
     }
     result["p50_ratio"] = round(result["agent_p50_ms"] / result["bare_p50_ms"], 2)
     result["p95_ratio"] = round(result["agent_p95_ms"] / result["bare_p95_ms"], 2)
+    result["chain_p50_ratio"] = round(result["chain_p50_ms"] / result["bare_p50_ms"], 2)
+    result["memory_p50_ms"] = round(result["agent_p50_ms"] - result["anonymous_p50_ms"], 3)
     result["targets"] = {"p50_ratio_max": 2.0, "p95_ratio_max": 3.0}
     result["met"] = result["p50_ratio"] <= 2.0 and result["p95_ratio"] <= 3.0
     result |= {
