@@ -160,7 +160,8 @@ class MemoryService:
         The records the turn may change (its memories, the thread's record) are read in one
         round trip; only those that change are written, all in one more. A memory whose subject
         already holds the same text, or a thread record that would differ only in its
-        `updated_at`, is not written: a retried or resumed step writes nothing new.
+        `updated_at`, is not written: a retried or resumed step writes nothing new. A turn that
+        writes only the thread's record (with its `created_at` known) skips the read.
 
         Returns:
             The thread's record (None without `conversation` and a thread id) and the keys of
@@ -177,8 +178,13 @@ class MemoryService:
             targets.append((user_namespace(user_id, "conversations"), str(thread_id)))
         if not targets:
             return None, []
-        found = await self.store.abatch([GetOp(ns, key) for ns, key in targets])
-        existing = [r if isinstance(r, Item) else None for r in found]
+        if drafts or conversation is None or conversation.created_at is None:
+            found = await self.store.abatch([GetOp(ns, key) for ns, key in targets])
+            existing = [r if isinstance(r, Item) else None for r in found]
+        else:
+            # Only the thread's record, which every turn changes (its message count): reading
+            # it first would cost a round trip per turn to spare a write only on a retry.
+            existing = [None]
         now = now_iso()
         changed: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for draft, (ns, key), old in zip(drafts, targets, existing, strict=False):
