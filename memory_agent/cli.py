@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from memory_agent.checkpointer import DURABILITY
 from memory_agent.context import AgentContext
 from memory_agent.errors import MemoryAgentError
 from memory_agent.graph import Agent
@@ -64,6 +65,7 @@ async def _turn(
         config,
         context=ctx,
         stream_mode=["custom", "messages"],
+        durability=DURABILITY,
     ):
         chunk: Any = part
         if mode == "custom" and live:

@@ -6,7 +6,9 @@ Each registered team is a node of its own (`team_<name>`) with its retry policy,
 an error handler that records its failure and lets the turn go on.
 
 `graph` is compiled without persistence (the LangGraph server attaches its own checkpointer and
-store from `langgraph.json`); programs and tests call `build_graph` with theirs.
+store from `langgraph.json`); programs and tests call `build_graph` with theirs. Every step ends
+in a checkpoint; turns run with `durability="async"` (see `checkpointer` for why, and for how a
+thread's storage stays bounded).
 """
 
 from __future__ import annotations
