@@ -46,8 +46,10 @@ CONNECTION_KWARGS: dict[str, Any] = {
     "row_factory": dict_row,
 }
 """The one place the connection settings are made: autocommit (the checkpointer and store
-manage their own transactions), no server-side prepared statements (safe behind PgBouncer),
-dict rows (what langgraph-checkpoint-postgres expects)."""
+manage their own transactions); `prepare_threshold=0`, psycopg prepares each statement on its
+first use, so the checkpointer's and store's repeated queries skip re-planning (behind a
+PgBouncer in transaction mode, set it to None, which disables prepared statements); dict rows
+(what langgraph-checkpoint-postgres expects)."""
 
 _PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 _EMBEDDED_DB = "memory_agent"
