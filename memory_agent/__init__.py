@@ -15,7 +15,7 @@ from memory_agent.graph import Agent, build_graph, builder, graph
 from memory_agent.manage import forget_user, memories
 from memory_agent.memory import MemoryService
 from memory_agent.models import OfflineChatModel, resolve_chat_model
-from memory_agent.persistence import open_agent, open_pool, setup_database
+from memory_agent.persistence import open_agent, open_pool, reindex_store, setup_database
 from memory_agent.state import InputState, OutputState, SupervisorState
 from memory_agent.teams import Team, TeamRequest, default_teams
 
@@ -44,6 +44,7 @@ __all__ = [
     "memories",
     "open_agent",
     "open_pool",
+    "reindex_store",
     "resolve_chat_model",
     "setup_database",
 ]

@@ -20,8 +20,10 @@ from memory_agent.context import AgentContext
 from memory_agent.errors import MemoryAgentError
 from memory_agent.graph import Agent
 from memory_agent.manage import forget_user, memories
-from memory_agent.persistence import database_url, open_agent, open_pool
-from memory_agent.state import InputState
+from memory_agent.memory.records import Memory, MemoryKind
+from memory_agent.memory.service import AuditReport
+from memory_agent.persistence import database_url, open_agent, open_pool, reindex_store
+from memory_agent.state import InputState, MemoryRecord
 from memory_agent.vector_search import MIN_MEMORIES, index_large_users
 
 HELP = "commands: /new  /threads  /switch ID  /memories  /quit"
@@ -99,7 +101,7 @@ def _lines(prompt: str) -> Iterator[str]:
 async def _chat(args: argparse.Namespace, ctx: AgentContext) -> int:
     user: str = args.user or getpass.getuser()
     thread: str = args.thread or uuid.uuid4().hex[:12]
-    async with open_agent(args.database) as agent:
+    async with open_agent(args.database, embeddings=args.embeddings) as agent:
         service = memories(agent)
         print(f"memory-agent: chatting as {user!r} on thread {thread}. {HELP}", file=sys.stderr)
         for line in _lines(f"{user}> "):
@@ -137,14 +139,14 @@ async def _chat(args: argparse.Namespace, ctx: AgentContext) -> int:
 
 
 async def _ask(args: argparse.Namespace, ctx: AgentContext) -> int:
-    async with open_agent(args.database) as agent:
+    async with open_agent(args.database, embeddings=args.embeddings) as agent:
         answer = await _turn(agent, args.user, args.thread, args.text, ctx, live=False)
     print(answer)
     return 0
 
 
 async def _threads(args: argparse.Namespace, ctx: AgentContext) -> int:
-    async with open_agent(args.database) as agent:
+    async with open_agent(args.database, embeddings=args.embeddings) as agent:
         convs = await memories(agent).list_conversations(args.user, limit=args.limit)
     if args.json:
         print(json.dumps(convs, indent=2))
@@ -156,28 +158,94 @@ async def _threads(args: argparse.Namespace, ctx: AgentContext) -> int:
     return 0
 
 
-async def _memories(args: argparse.Namespace, ctx: AgentContext) -> int:
-    async with open_agent(args.database) as agent:
-        mems = await memories(agent).list_memories(args.user)
+_KINDS: dict[str, tuple[MemoryKind, ...]] = {
+    "knowledge": ("fact", "preference", "entity"),
+    "fact": ("fact",),
+    "preference": ("preference",),
+    "entity": ("entity",),
+    "episode": ("episode",),
+    "all": ("fact", "preference", "entity", "episode"),
+}
+
+
+def _show(mem: Memory | MemoryRecord) -> str:
+    when = str(mem.get("said_at", ""))[:10]
+    return f"{mem.get('key', '')}  {when}  [{mem.get('kind')}] {mem.get('text', '')}"
+
+
+def _emit(args: argparse.Namespace, value: Any, lines: list[str]) -> None:
     if args.json:
-        print(json.dumps(mems, indent=2))
-    for mem in [] if args.json else mems:
-        print(f"{mem['key']}  [{mem['kind']}] {mem['text']}")
+        print(json.dumps(value, indent=2, default=str))
+    else:
+        for line in lines:
+            print(line)
+
+
+async def _memories(args: argparse.Namespace, ctx: AgentContext) -> int:
+    command = getattr(args, "memories_command", None) or "list"
+    if command == "reindex":
+        receipt = await reindex_store(args.database, embeddings=args.embeddings)
+        print(json.dumps(receipt, indent=2))
+        return 0
+    if not getattr(args, "user", None):
+        print(f"memory-agent memories {command}: --user is required", file=sys.stderr)
+        return 2
+    async with open_agent(args.database, embeddings=args.embeddings) as agent:
+        service = memories(agent)
+        user: str = args.user
+        if command == "list":
+            mems = await service.list_memories(user, kinds=_KINDS[args.kind])
+            _emit(args, mems, [_show(m) for m in mems])
+        elif command == "search":
+            found = await service.search(user, args.query, limit=args.limit)
+            _emit(args, found, [f"{r.get('score') or 0:.3f}  {_show(r)}" for r in found])
+        elif command == "history":
+            versions = await service.history(user, args.key)
+            lines = [
+                f"v{v.get('version', 1)}  {str(v['said_at'])[:10]} -> "
+                f"{str(v.get('valid_to') or 'now')[:10]}  {v['text']}"
+                for v in versions
+            ]
+            _emit(args, versions, lines)
+        elif command == "edit":
+            edited = await service.edit_memory(user, args.key, args.text)
+            _emit(args, edited, [_show(edited)])
+        elif command == "delete":
+            deleted = await service.delete_memory(user, args.key)
+            _emit(args, {"deleted": deleted}, ["deleted" if deleted else "no such memory"])
+            return 0 if deleted else 1
+        elif command == "audit":
+            report = await service.audit(user)
+            _emit(args, report, _audit_lines(report))
     return 0
+
+
+def _audit_lines(report: AuditReport) -> list[str]:
+    counts = ", ".join(f"{k} {v}" for k, v in report["counts"].items())
+    lines = [f"memories of {report['user_id']!r}: {counts}"]
+    lines.append(f"near-duplicates: {len(report['near_duplicates'])}")
+    for pair in report["near_duplicates"]:
+        lines.append(f"  {pair['similarity']:.2f}  {_show(pair['a'])}")
+        lines.append(f"        {_show(pair['b'])}")
+    lines.append(f"superseded: {len(report['superseded'])}")
+    for fact in report["superseded"]:
+        lines.append(f"  {fact['key']}  {fact['subject']}")
+        lines.extend(f"    v{v.get('version', 1)}  {v['text']}" for v in fact["versions"])
+    return lines
 
 
 async def _forget(args: argparse.Namespace, ctx: AgentContext) -> int:
     if not args.yes:
         print(f"this deletes every memory and thread of {args.user!r}; add --yes", file=sys.stderr)
         return 2
-    async with open_agent(args.database) as agent:
+    async with open_agent(args.database, embeddings=args.embeddings) as agent:
         receipt = await forget_user(agent, args.user)
     print(json.dumps(receipt, indent=2))
     return 0
 
 
 async def _db(args: argparse.Namespace, ctx: AgentContext) -> int:
-    async with open_agent(args.database, setup=True):
+    async with open_agent(args.database, embeddings=args.embeddings, setup=True):
         pass
     print("database is set up")
     return 0
@@ -191,10 +259,24 @@ async def _db_index(args: argparse.Namespace, ctx: AgentContext) -> int:
     return 0
 
 
+def _memory_options(p: argparse.ArgumentParser, *, suppress: bool = True) -> None:
+    # SUPPRESS: a subcommand's unset option must not overwrite the one given before it.
+    default: Any = argparse.SUPPRESS if suppress else None
+    p.add_argument("--user", default=default, help="whose memories")
+    p.add_argument("--json", action="store_true", default=default if suppress else False)
+    p.add_argument(
+        "--kind",
+        choices=sorted(_KINDS),
+        default=default if suppress else "knowledge",
+        help="which memories to list (default: knowledge = facts, preferences, entities)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memory-agent", description=__doc__)
     p.add_argument("--database", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
     p.add_argument("--model", help="chat model: offline (default) or provider:model")
+    p.add_argument("--embeddings", help="embedder: offline (default), local, or provider:model")
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     sub = p.add_subparsers(dest="command", required=True)
     chat = sub.add_parser("chat", help="chat in a REPL with live progress")
@@ -211,10 +293,35 @@ def parser() -> argparse.ArgumentParser:
     threads.add_argument("--limit", type=int, default=20)
     threads.add_argument("--json", action="store_true")
     threads.set_defaults(func=_threads)
-    mems = sub.add_parser("memories", help="list a user's memories")
-    mems.add_argument("--user", required=True)
-    mems.add_argument("--json", action="store_true")
+    mems = sub.add_parser(
+        "memories",
+        help="list, search, edit, delete, audit a user's memories; re-index",
+        description="Without a subcommand: list (as `memories list`).",
+    )
+    _memory_options(mems, suppress=False)
     mems.set_defaults(func=_memories)
+    msub = mems.add_subparsers(dest="memories_command")
+    m_list = msub.add_parser(
+        "list", help="current memories (default: facts, preferences, entities)"
+    )
+    _memory_options(m_list)
+    m_search = msub.add_parser("search", help="the memories most relevant to a query")
+    _memory_options(m_search)
+    m_search.add_argument("query")
+    m_search.add_argument("--limit", type=int, default=10)
+    m_history = msub.add_parser("history", help="every version of a memory, oldest first")
+    _memory_options(m_history)
+    m_history.add_argument("key")
+    m_edit = msub.add_parser("edit", help="correct a memory (a fact gets a new version)")
+    _memory_options(m_edit)
+    m_edit.add_argument("key")
+    m_edit.add_argument("text")
+    m_delete = msub.add_parser("delete", help="delete a memory and its history")
+    _memory_options(m_delete)
+    m_delete.add_argument("key")
+    m_audit = msub.add_parser("audit", help="near-duplicates and superseded facts of a user")
+    _memory_options(m_audit)
+    msub.add_parser("reindex", help="re-embed every stored memory (after changing --embeddings)")
     forget = sub.add_parser("forget", help="delete all of a user's memories and threads")
     forget.add_argument("--user", required=True)
     forget.add_argument("--yes", action="store_true", help="confirm")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -43,6 +44,10 @@ class AgentContext:
     model), "auto" (model unless the model is the offline one)."""
     summary_chars: int = 1_200
     """Upper bound of the running thread summary."""
+    now: str | None = None
+    """ISO-8601 time of the turn (default: the clock). Set it when importing a past
+    conversation: memories are dated by it and "yesterday" in the message is resolved
+    against it."""
 
     def __post_init__(self) -> None:
         for name in ("max_input_chars", "message_window", "summary_chars"):
@@ -53,6 +58,13 @@ class AgentContext:
                 raise ConfigurationError(f"AgentContext.{name} must not be negative")
         if self.message_window < 2:
             raise ConfigurationError("AgentContext.message_window must keep at least 2 messages")
+        if self.now is not None:
+            try:
+                datetime.fromisoformat(self.now)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"AgentContext.now must be an ISO-8601 time, not {self.now!r}"
+                ) from exc
         if self.extractor not in ("auto", "model", "rules"):
             raise ConfigurationError(
                 f"AgentContext.extractor must be 'auto', 'model' or 'rules', not {self.extractor!r}"

@@ -66,6 +66,8 @@ class MemorySaved(TypedDict):
     """Whether the conversation summary of this thread was written."""
     memories: list[str]
     """Keys of the facts/preferences/entities written or updated."""
+    episodes: list[str]
+    """Keys of the episodes (the user's messages, kept word for word) written."""
     skipped: str | None
     ms: float
     timestamp: str

@@ -30,9 +30,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from memory_agent import vector_search
 from memory_agent.checkpointer import PRUNE_EVERY, BoundedPostgresSaver
-from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
+from memory_agent.errors import DatabaseUnavailableError
 from memory_agent.graph import Agent, build_graph
-from memory_agent.memory.embeddings import HashingEmbeddings, resolve_embeddings
+from memory_agent.memory import pg
+from memory_agent.memory.embeddings import HashingEmbeddings, embedder_name, resolve_embeddings
 from memory_agent.teams import Team
 from memory_agent.vectors import PgVectorEmbeddings, register_vector_dumper
 
@@ -229,32 +230,57 @@ def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
     }
 
 
+def _embedder_record(index: PostgresIndexConfig) -> pg.EmbedderRecord:
+    embed = index.get("embed")
+    name = embedder_name(embed) if isinstance(embed, Embeddings) else str(embed)
+    return {"name": name, "dims": int(index["dims"])}
+
+
 async def setup_database(pool: Pool, index: PostgresIndexConfig) -> None:
-    """Create or upgrade every table (idempotent: safe on a database made by an older version)."""
+    """Create or upgrade every table (idempotent: safe on a database made by an older version).
+
+    Raises:
+        DatabaseUnavailableError: a statement failed.
+        ConfigurationError: the stored vectors were made by another embedder (run
+            `memory-agent memories reindex`).
+    """
     try:
         await AsyncPostgresSaver(pool).setup()
         await ExactSearchStore(pool, index=index).setup()
         async with pool.connection() as conn:
             for statement in vector_search.SETUP:
                 await conn.execute(statement)
+            await pg.migrate(conn)
+            await pg.check_embedder(conn, _embedder_record(index))
     except psycopg.Error as exc:
         raise DatabaseUnavailableError(f"database setup failed: {exc}") from exc
-    await _check_dims(pool, index["dims"])
 
 
-async def _check_dims(pool: Pool, dims: int) -> None:
-    async with pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT atttypmod FROM pg_attribute "
-                "WHERE attrelid = to_regclass('store_vectors') AND attname = 'embedding'"
-            )
-        ).fetchone()
-    if row and row["atttypmod"] not in (-1, dims):
-        raise ConfigurationError(
-            f"the store's vectors have {row['atttypmod']} dimensions but the embedder gives "
-            f"{dims}: run `memory-agent memories reindex` after changing the embedder"
-        )
+async def reindex_store(
+    database: str | None = None, *, embeddings: str | Embeddings | None = None
+) -> pg.ReindexReceipt:
+    """Re-embed every stored item with `embeddings` (default: $MEMORY_AGENT_EMBEDDINGS).
+
+    Run it after changing the embedder: `open_agent` refuses vectors made by another one.
+    """
+    emb, dims = await _resolve(embeddings)
+    index = index_config(emb, dims)
+    url = await database_url(database)
+    async with open_pool(url, max_size=2) as pool:
+        try:
+            await AsyncPostgresSaver(pool).setup()
+            await ExactSearchStore(pool, index=index).setup()
+            async with pool.connection() as conn:
+                await pg.migrate(conn)
+            return await pg.reindex(ExactSearchStore(pool, index=index), _embedder_record(index))
+        except psycopg.Error as exc:
+            raise DatabaseUnavailableError(f"re-indexing failed: {exc}") from exc
+
+
+async def _resolve(embeddings: str | Embeddings | None) -> tuple[Embeddings, int]:
+    if isinstance(embeddings, Embeddings):
+        return embeddings, len(await embeddings.aembed_query("dimension probe"))
+    return resolve_embeddings(embeddings)
 
 
 @asynccontextmanager
@@ -271,7 +297,7 @@ async def open_agent(
 
     Args:
         database: a PostgreSQL URL; default $DATABASE_URL, else the embedded database.
-        embeddings: "offline", "provider:model" or an `Embeddings`; default
+        embeddings: "offline", "local", "provider:model" or an `Embeddings`; default
             $MEMORY_AGENT_EMBEDDINGS, else "offline".
         setup: create/upgrade the tables first (idempotent).
         pool_size: the most connections the pool opens.
@@ -284,10 +310,7 @@ async def open_agent(
         DatabaseUnavailableError: PostgreSQL cannot be reached or set up.
         ConfigurationError: a setting is wrong (the message says which).
     """
-    if isinstance(embeddings, Embeddings):
-        emb, dims = embeddings, len(await embeddings.aembed_query("dimension probe"))
-    else:
-        emb, dims = resolve_embeddings(embeddings)
+    emb, dims = await _resolve(embeddings)
     index = index_config(emb, dims)
     url = await database_url(database)
     async with open_pool(url, max_size=pool_size) as pool:

@@ -37,11 +37,13 @@ Earlier in this conversation (summary):
 {summary}
 """
 
-EXTRACTION_PROMPT = """Extract durable memories about the user from their message: facts about
+EXTRACTION_PROMPT = """Extract durable memories about {who} from their message: facts about
 them (name, where they live, work, family), their preferences, and named entities in their life.
 Each memory is one self-contained third-person sentence ("The user lives in Busan."), with a short
-stable `subject` naming what it is about, so that a later change of the same thing has the same
-subject. Return an empty list when the message states nothing durable."""
+stable `subject` naming what it is about ("location", "employer", "preference:pizza",
+"entity:dog"), so that a later change of the same thing has the same subject. Write dates as
+absolute dates: the message was written on {today}. Return an empty list when the message states
+nothing durable."""
 
 INTENT_PROMPT = """Classify the user's message for a memory-backed assistant:
 greeting, small_talk (no memory needed), recall (refers to the past or to what the assistant

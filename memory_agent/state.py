@@ -36,6 +36,12 @@ class MemoryRecord(TypedDict, total=False):
     """Relevance to the message (None for recency-only loads)."""
     updated_at: str
     """ISO-8601 time of the last update."""
+    said_at: str
+    """ISO-8601 time it was said (the turn's time; an imported conversation's own date)."""
+    thread_id: str | None
+    """The thread it came from (provenance)."""
+    message_ids: list[str]
+    """The messages it was made from (provenance)."""
 
 
 class MemoryBudget(TypedDict):
@@ -44,7 +50,7 @@ class MemoryBudget(TypedDict):
     conversations: int
     """Recent conversation summaries of the user (other threads)."""
     memories: int
-    """Facts, preferences and entities relevant to the message."""
+    """Memories (facts, preferences, entities, episodes) relevant to the message."""
 
 
 class TeamTask(TypedDict):

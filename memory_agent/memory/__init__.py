@@ -1,20 +1,43 @@
-"""Long-term memory: namespaces, the service over a `BaseStore`, extraction, embeddings."""
+"""Long-term memory: namespaces, records, the service over a `BaseStore`, extraction, dates,
+lexical and vector recall, embeddings."""
 
-from memory_agent.memory.embeddings import HashingEmbeddings, resolve_embeddings
+from memory_agent.memory.dates import resolve_dates
+from memory_agent.memory.embeddings import (
+    HashingEmbeddings,
+    LocalEmbeddings,
+    embedder_name,
+    resolve_embeddings,
+)
 from memory_agent.memory.extraction import MemoryDraft, extract_with_model, extract_with_rules
 from memory_agent.memory.namespaces import decode_label, encode_label, user_namespace
-from memory_agent.memory.service import Conversation, ForgetReceipt, MemoryService
+from memory_agent.memory.ranking import RecallWeights
+from memory_agent.memory.records import Memory, MemoryKind
+from memory_agent.memory.service import (
+    AuditReport,
+    Conversation,
+    EpisodeDraft,
+    ForgetReceipt,
+    MemoryService,
+)
 
 __all__ = [
+    "AuditReport",
     "Conversation",
+    "EpisodeDraft",
     "ForgetReceipt",
     "HashingEmbeddings",
+    "LocalEmbeddings",
+    "Memory",
     "MemoryDraft",
+    "MemoryKind",
     "MemoryService",
+    "RecallWeights",
     "decode_label",
+    "embedder_name",
     "encode_label",
     "extract_with_model",
     "extract_with_rules",
+    "resolve_dates",
     "resolve_embeddings",
     "user_namespace",
 ]

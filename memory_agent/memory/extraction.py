@@ -3,18 +3,25 @@
 Two extractors produce the same `MemoryDraft` records: `extract_with_rules` (deterministic,
 offline, used with the offline model and in tests) and `extract_with_model` (structured output
 of the configured chat model). A draft's `subject` names what it is about; two drafts with the
-same subject are about the same thing, so the newer replaces the older (see the service).
+same subject are about the same thing, so the newer supersedes the older (see the service).
+
+A message may name its speaker (`HumanMessage(name=...)`, as when a conversation between two
+people is imported): the memories are then about that speaker ("Caroline lives in Boston.")
+and their subjects are the speaker's ("caroline/location"), so one person's move never
+supersedes another's.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Literal, TypedDict
+from datetime import datetime
+from typing import Literal, NotRequired, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
+from memory_agent.memory.dates import day
 from memory_agent.prompts import EXTRACTION_PROMPT
 
 logger = logging.getLogger(__name__)
@@ -31,11 +38,13 @@ class MemoryDraft(TypedDict):
     of the memory; a newer draft with the same subject replaces the older one."""
     text: str
     """A self-contained sentence about the user, in the third person."""
+    message_ids: NotRequired[list[str]]
+    """The messages it was drawn from (set by `ingest.extract`)."""
 
 
 _CLAUSE_END = re.compile(
     r"\s*(?:[,;.!?]|\b(?:and|but|because|so|since|until|yesterday|today|recently|now"
-    r"|anymore|any ?more|too|either)\b"
+    r"|anymore|any ?more|too|either|these days|nowadays|at the moment|right now)\b"
     r"|\b(?:last|this|next) (?:week|month|year|weekend)\b|\b(?:for|about) \d)\s*",
     re.IGNORECASE,
 )
@@ -64,7 +73,15 @@ _LIKE = re.compile(r"\bi (?:really |also )?(like|love|enjoy|adore)\s+(.+)", re.I
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bmy name is\s+(.+)|\bcall me\s+(.+)|\bi(?:'m| am) called\s+(.+)", re.I), "name"),
     (
-        re.compile(r"\bi (?:live|stay|reside) in\s+(.+)|\bi(?:'ve| have)? moved to\s+(.+)", re.I),
+        re.compile(
+            r"\bi(?:'m| am|'ve been| have been)? (?:live|living|stay|staying|reside|residing|based)"
+            r" in\s+(.+)"
+            r"|\bi(?:'ve| have| just)? (?:moved|relocated) to\s+(.+)"
+            r"|\bmy (?:home|house|place) is in\s+(.+)"
+            r"|\bhome (?:for me )?is\s+(?!where\b)(.+)"
+            r"|^\s*(?:now )?([A-Z][\w -]{1,40}?) is (?:where i live|home(?: now)?|my home)\b",
+            re.I,
+        ),
         "location",
     ),
     (re.compile(r"\bi(?:'m| am) from\s+(.+)|\bi come from\s+(.+)", re.I), "origin"),
@@ -82,15 +99,20 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bmy ([a-z][a-z ]{1,30}?) is\s+(.+)", re.I), "attribute"),
 ]
 _TEMPLATES = {
-    "name": "The user's name is {v}.",
-    "location": "The user lives in {v}.",
-    "origin": "The user is from {v}.",
-    "occupation": "The user works as {v}.",
-    "age": "The user is {v} years old.",
+    "name": "{whose} name is {v}.",
+    "location": "{who} lives in {v}.",
+    "origin": "{who} is from {v}.",
+    "occupation": "{who} works as {v}.",
+    "age": "{who} is {v} years old.",
 }
+_USER = "The user"
 
 
-def _draft_for(rule: str, groups: tuple[str | None, ...]) -> MemoryDraft | None:
+def _whose(who: str) -> str:
+    return f"{who}'" if who.endswith("s") and who != _USER else f"{who}'s"
+
+
+def _draft_for(rule: str, groups: tuple[str | None, ...], who: str) -> MemoryDraft | None:
     found = [g for g in groups if g]
     if not found:
         return None
@@ -100,7 +122,8 @@ def _draft_for(rule: str, groups: tuple[str | None, ...]) -> MemoryDraft | None:
             return None
         if rule == "name":
             value = _name(value)
-        return {"kind": "fact", "subject": rule, "text": _TEMPLATES[rule].format(v=value)}
+        text = _TEMPLATES[rule].format(v=value, who=who, whose=_whose(who))
+        return {"kind": "fact", "subject": rule, "text": text}
     if len(found) < 2:
         return None
     what, value = found[0].strip().lower(), _value(found[1])
@@ -110,25 +133,35 @@ def _draft_for(rule: str, groups: tuple[str | None, ...]) -> MemoryDraft | None:
         return {
             "kind": "preference",
             "subject": f"favorite:{slug(what)}",
-            "text": f"The user's favorite {what} is {value}.",
+            "text": f"{_whose(who)} favorite {what} is {value}.",
         }
     if rule == "entity":
         return {
             "kind": "entity",
             "subject": f"entity:{slug(what)}",
-            "text": f"The user's {what} is named {_name(value)}.",
+            "text": f"{_whose(who)} {what} is named {_name(value)}.",
         }
     if what in {"name", "favorite", "fav"} or what.startswith(("name ", "fav")):
         return None
     return {
         "kind": "fact",
         "subject": f"attr:{slug(what)}",
-        "text": f"The user's {what} is {value}.",
+        "text": f"{_whose(who)} {what} is {value}.",
     }
 
 
-def extract_with_rules(text: str) -> list[MemoryDraft]:
-    """Memories stated in one user message, by deterministic patterns."""
+def _speaker_subject(speaker: str | None, subject: str) -> str:
+    return f"{slug(speaker)}/{subject}" if speaker else subject
+
+
+def extract_with_rules(text: str, speaker: str | None = None) -> list[MemoryDraft]:
+    """Memories stated in one message, by deterministic patterns.
+
+    Args:
+        text: what was said.
+        speaker: who said it, when the message names its speaker (None: the user).
+    """
+    who = speaker or _USER
     drafts: dict[str, MemoryDraft] = {}
     for sentence in _SENTENCE.split(text):
         sentence = sentence.strip()
@@ -140,7 +173,7 @@ def extract_with_rules(text: str) -> list[MemoryDraft]:
                 drafts[f"preference:{slug(value)}"] = {
                     "kind": "preference",
                     "subject": f"preference:{slug(value)}",
-                    "text": f"The user does not like {value}.",
+                    "text": f"{who} does not like {value}.",
                 }
         elif m := _LIKE.search(sentence):
             verb, value = m.group(1).lower(), _value(m.group(2))
@@ -148,7 +181,7 @@ def extract_with_rules(text: str) -> list[MemoryDraft]:
                 drafts[f"preference:{slug(value)}"] = {
                     "kind": "preference",
                     "subject": f"preference:{slug(value)}",
-                    "text": f"The user {verb}s {value}.",
+                    "text": f"{who} {verb}s {value}.",
                 }
         found_specific = False
         for pattern, rule in _RULES:
@@ -156,11 +189,11 @@ def extract_with_rules(text: str) -> list[MemoryDraft]:
             if rule == "attribute" and found_specific:
                 continue
             for m in pattern.finditer(sentence):
-                draft = _draft_for(rule, m.groups())
+                draft = _draft_for(rule, m.groups(), who)
                 if draft:
                     drafts[draft["subject"]] = draft
                     found_specific = found_specific or rule != "attribute"
-    return list(drafts.values())
+    return [{**d, "subject": _speaker_subject(speaker, d["subject"])} for d in drafts.values()]
 
 
 class _ExtractedMemory(BaseModel):
@@ -176,16 +209,35 @@ class _Extraction(BaseModel):
     memories: list[_ExtractedMemory] = Field(default_factory=list)
 
 
-async def extract_with_model(model: BaseChatModel, text: str) -> list[MemoryDraft]:
-    """Memories stated in one user message, by the chat model's structured output."""
+async def extract_with_model(
+    model: BaseChatModel,
+    text: str,
+    *,
+    speaker: str | None = None,
+    when: datetime | None = None,
+) -> list[MemoryDraft]:
+    """Memories stated in one message, by the chat model's structured output.
+
+    Args:
+        model: a chat model with structured output.
+        text: what was said.
+        speaker: who said it, when the message names its speaker (None: the user).
+        when: when it was said, so that the model can make relative dates absolute.
+    """
     structured = model.with_structured_output(_Extraction)
-    result = await structured.ainvoke(
-        [("system", EXTRACTION_PROMPT), ("human", text)],
+    system = EXTRACTION_PROMPT.format(
+        who=speaker or "the user",
+        today=day(when) if when else "unknown",
     )
+    result = await structured.ainvoke([("system", system), ("human", text)])
     if not isinstance(result, _Extraction):
         result = _Extraction.model_validate(result)
     return [
-        {"kind": m.kind, "subject": m.subject.strip().lower()[:80], "text": m.text.strip()}
+        {
+            "kind": m.kind,
+            "subject": _speaker_subject(speaker, m.subject.strip().lower()[:80]),
+            "text": m.text.strip(),
+        }
         for m in result.memories
         if m.subject.strip() and m.text.strip()
     ]

@@ -14,8 +14,15 @@ from memory_agent.errors import InvalidInputError
 
 ROOT = "users"
 MAX_USER_ID_CHARS = 256
-Kind = Literal["conversations", "facts", "preferences", "entities", "episodes"]
-KINDS: tuple[Kind, ...] = ("conversations", "facts", "preferences", "entities", "episodes")
+Kind = Literal["conversations", "facts", "preferences", "entities", "episodes", "history"]
+KINDS: tuple[Kind, ...] = (
+    "conversations",
+    "facts",
+    "preferences",
+    "entities",
+    "episodes",
+    "history",
+)
 
 
 def validate_user_id(user_id: object) -> str:

@@ -1,28 +1,43 @@
 """The memory service: a user's long-term memory over LangGraph's `BaseStore`.
 
 It works with any store (`AsyncPostgresStore` in production, `InMemoryStore` in unit tests, the
-LangGraph server's own). Layout, per user (see `namespaces`):
+LangGraph server's own). Layout, per user (see `namespaces` and `records`):
 - `conversations`: one record per thread (title, summary, last message, message count,
   timestamps), keyed by thread id: the user's conversation history.
-- `facts`, `preferences`, `entities`: one record per subject, keyed by the subject's slug, so
-  that a newer statement about the same subject updates the record instead of piling up.
+- `episodes`: every message the user said, with its provenance and its date.
+- `facts`, `preferences`, `entities`: one current record per subject. Saying the same thing
+  again updates it (provenance and mention count); saying something new about the same subject
+  supersedes it, and the old version moves to `history` with `valid_to` and `superseded_by`.
 
-Every record has a `text` field, the one the store's vector index embeds.
+Recall ranks the user's current memories by BM25, the store's vector index, recency and
+importance (see `ranking`); both searches are exact scans of one user's rows.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypedDict, cast
 
-from langgraph.store.base import BaseStore, GetOp, Item, PutOp, SearchItem, SearchOp
+from langgraph.store.base import BaseStore, GetOp, Item, Op, PutOp, Result, SearchItem, SearchOp
+from langgraph.store.postgres import AsyncPostgresStore
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.events import now_iso
+from memory_agent.memory import pg
+from memory_agent.memory.dates import day, parse_when, resolve_dates
 from memory_agent.memory.extraction import DraftKind, MemoryDraft
+from memory_agent.memory.lexical import (
+    analyze,
+    bm25_scores,
+    jaccard,
+    query_terms,
+    similar_pairs,
+)
 from memory_agent.memory.namespaces import (
     KINDS,
     Kind,
@@ -30,18 +45,40 @@ from memory_agent.memory.namespaces import (
     user_namespace,
     user_prefix,
 )
+from memory_agent.memory.ranking import Candidate, RecallWeights, default_weights, fuse
+from memory_agent.memory.records import (
+    HISTORY_SCOPE,
+    MEMORY_SCOPE,
+    Memory,
+    MemoryKind,
+    episode_key,
+    episode_value,
+    public,
+    sentences,
+    subject_key,
+    version_id,
+    with_terms,
+)
 from memory_agent.state import MemoryBudget, MemoryRecord
 
 logger = logging.getLogger(__name__)
 
-_KIND_NAMESPACE: dict[DraftKind, Kind] = {
+_KIND_NAMESPACE: dict[MemoryKind, Kind] = {
     "fact": "facts",
     "preference": "preferences",
     "entity": "entities",
+    "episode": "episodes",
 }
-_MEMORY_SCOPE = "memory"
+KNOWLEDGE: tuple[DraftKind, ...] = ("fact", "preference", "entity")
+_ALL_KINDS: tuple[MemoryKind, ...] = ("episode", "fact", "preference", "entity")
 _CONVERSATION_SCOPE = "conversation"
 _PAGE = 500
+SAME_MEANING = 0.8
+"""Term overlap (Jaccard) from which two statements about one subject say the same thing."""
+NEAR_DUPLICATE = 0.8
+"""Term overlap from which the audit reports two memories as near-duplicates."""
+_MAX_PROVENANCE = 50
+_NEGATION = re.compile(r"\b(?:not|no|never|don'?t|doesn'?t|didn'?t|dislikes?|hates?)\b", re.I)
 
 
 class Conversation(TypedDict):
@@ -76,20 +113,72 @@ class ForgetReceipt(TypedDict):
     threads: list[str]
 
 
+class EpisodeDraft(TypedDict):
+    """One message to keep word for word, with what surrounds it."""
+
+    message_id: str
+    text: str
+    speaker: str | None
+    """Who said it when the message names its speaker (None: the user)."""
+    before: str
+    """The message it answered (empty if none)."""
+    after: str
+    """The message that answered it (empty if none)."""
+
+
+class DuplicatePair(TypedDict):
+    """Two current memories of a user that say nearly the same thing."""
+
+    similarity: float
+    a: Memory
+    b: Memory
+
+
+class SupersededFact(TypedDict):
+    """A subject whose memory changed: every version, oldest first."""
+
+    key: str
+    subject: str
+    versions: list[Memory]
+
+
+class AuditReport(TypedDict):
+    """The state of one user's memory (see `MemoryService.audit`)."""
+
+    user_id: str
+    counts: dict[str, int]
+    """Current memories by kind, plus "history" (superseded versions)."""
+    near_duplicates: list[DuplicatePair]
+    superseded: list[SupersededFact]
+
+
 def memory_key(subject: str) -> str:
     """The store key of a memory: stable for its subject, short, and label-safe."""
-    return hashlib.sha256(subject.encode("utf-8")).hexdigest()[:24]
+    return subject_key(subject)
 
 
 def _conversation_text(title: str, summary: str, last_message: str) -> str:
     return " | ".join(p for p in (title, summary, last_message) if p)
 
 
-class MemoryService:
-    """Reads and writes one store's user memories. Constructing it does no I/O."""
+def _same_meaning(old: str, new: str) -> bool:
+    if bool(_NEGATION.search(old)) != bool(_NEGATION.search(new)):
+        return False
+    a, b = set(analyze(old)), set(analyze(new))
+    return jaccard(a, b) >= SAME_MEANING or (bool(a) and bool(b) and (a <= b or b <= a))
 
-    def __init__(self, store: BaseStore) -> None:
+
+class MemoryService:
+    """Reads and writes one store's user memories. Constructing it does no I/O.
+
+    Args:
+        store: any LangGraph `BaseStore`; with a vector index for semantic recall.
+        weights: how recall ranks (default: the measured weights for the store's embedder).
+    """
+
+    def __init__(self, store: BaseStore, *, weights: RecallWeights | None = None) -> None:
         self.store = store
+        self.weights = weights or default_weights(store)
 
     # --- conversations -------------------------------------------------------------------
 
@@ -126,7 +215,26 @@ class MemoryService:
         item = await self.store.aget(user_namespace(user_id, "conversations"), thread_id)
         return _as_conversation(item) if item else None
 
-    # --- facts, preferences, entities ----------------------------------------------------
+    # --- writing memories ----------------------------------------------------------------
+
+    async def save_episodes(
+        self,
+        user_id: str,
+        episodes: Sequence[EpisodeDraft],
+        *,
+        thread_id: str | None,
+        when: str | datetime | None = None,
+    ) -> list[str]:
+        """Keep messages word for word, one episode per sentence, relative dates resolved as
+        of `when` (default: now). Returns the keys written.
+
+        Keyed by (thread, message, sentence): writing the same message again rewrites the same
+        records with the same content.
+        """
+        _, written = await self.save_turn(
+            user_id, thread_id, None, [], episodes=episodes, when=when
+        )
+        return written
 
     async def save_memories(
         self,
@@ -135,14 +243,14 @@ class MemoryService:
         *,
         thread_id: str | None,
         message_ids: Sequence[str] = (),
+        when: str | datetime | None = None,
     ) -> list[str]:
-        """Write drafts with their provenance; return the keys actually written.
+        """Write facts, preferences and entities with their provenance; return the keys written.
 
-        A draft whose subject already holds the same text is not written again (retries and
-        repeats cost nothing); one with a new text about the same subject updates the record.
+        See `save_turn` for how a draft updates, supersedes or repeats what is stored.
         """
         _, written = await self.save_turn(
-            user_id, thread_id, None, list(drafts), message_ids=message_ids
+            user_id, thread_id, None, list(drafts), message_ids=message_ids, when=when
         )
         return written
 
@@ -154,73 +262,102 @@ class MemoryService:
         drafts: Sequence[MemoryDraft],
         *,
         message_ids: Sequence[str] = (),
+        episodes: Sequence[EpisodeDraft] = (),
+        when: str | datetime | None = None,
     ) -> tuple[Conversation | None, list[str]]:
-        """Write what one turn leaves behind in two batches: one read, one write.
+        """Write what one turn leaves behind, in one batched read and one batched write.
 
-        The records the turn may change (its memories, the thread's record) are read in one
-        round trip; only those that change are written, all in one more. A memory whose subject
-        already holds the same text, or a thread record that would differ only in its
-        `updated_at`, is not written: a retried or resumed step writes nothing new. A turn that
-        writes only the thread's record (with its `created_at` known) skips the read.
+        - Each episode (a sentence of what was said) is written under its own key.
+        - A draft about a subject not seen before is created, unless a current memory of the
+          same kind already says the same thing (then that one is updated); a draft that says
+          what its subject's memory says adds its provenance and a mention (a retry writes
+          nothing); a draft that says something else supersedes it: the old version moves to
+          `history` with `valid_to` and `superseded_by` (two drafts about one subject in one
+          turn: the last one stands, with no history between them).
+        - The thread's record is written unless it would change only in its `updated_at`.
+
+        The records the turn may change are read in one round trip (skipped when there are no
+        drafts and the record's `created_at` is known: every turn changes its message count,
+        and a read per turn to spare a write only on a retry costs more than it saves);
+        everything is written in one more.
+
+        Args:
+            user_id: whose memory.
+            thread_id: the thread of the turn (provenance; the record's key).
+            conversation: the thread's record, or None to leave it alone.
+            drafts: facts, preferences and entities extracted from the turn.
+            message_ids: their provenance when a draft names none.
+            episodes: the messages said in the turn, with their neighbours.
+            when: the turn's time (default: now); also resolves "yesterday".
 
         Returns:
-            The thread's record (None without `conversation` and a thread id) and the keys of
-            the memories written.
+            The thread's record (None without `conversation` and a thread id) and the keys
+            written: memories first, then episodes (whose keys start with "ep-").
         """
+        if conversation is not None and not thread_id:
+            raise InvalidInputError("a conversation needs a thread id")
+        said = parse_when(when)
+        said_at, now = said.isoformat(), now_iso()
+        drafts = [d for d in drafts if d["text"].strip() and d["subject"].strip()]
         targets: list[tuple[tuple[str, ...], str]] = [
             (user_namespace(user_id, _KIND_NAMESPACE[d["kind"]]), memory_key(d["subject"]))
             for d in drafts
         ]
-        with_record = conversation is not None and bool(thread_id)
-        if conversation is not None and not thread_id:
-            raise InvalidInputError("a conversation needs a thread id")
-        if with_record:
-            targets.append((user_namespace(user_id, "conversations"), str(thread_id)))
-        if not targets:
-            return None, []
-        if drafts or conversation is None or conversation.created_at is None:
-            found = await self.store.abatch([GetOp(ns, key) for ns, key in targets])
-            existing = [r if isinstance(r, Item) else None for r in found]
-        else:
-            # Only the thread's record, which every turn changes (its message count): reading
-            # it first would cost a round trip per turn to spare a write only on a retry.
-            existing = [None]
-        now = now_iso()
-        changed: dict[tuple[tuple[str, ...], str], PutOp] = {}
-        for draft, (ns, key), old in zip(drafts, targets, existing, strict=False):
-            # Two drafts about one subject in one turn: the last one stands.
-            if old is not None and old.value.get("text") == draft["text"]:
-                changed.pop((ns, key), None)
-                continue
-            value: dict[str, Any] = {
-                "scope": _MEMORY_SCOPE,
-                "kind": draft["kind"],
-                "subject": draft["subject"],
-                "text": draft["text"],
-                "thread_id": thread_id,
-                "message_ids": list(message_ids),
-                "created_at": old.value.get("created_at", now) if old else now,
-                "updated_at": now,
-            }
-            changed[(ns, key)] = PutOp(ns, key, value)
-        written = [key for _, key in changed]
-        puts = list(changed.values())
+        record_at = (user_namespace(user_id, "conversations"), str(thread_id))
+        with_record = conversation is not None
+        read = list(targets)
+        if with_record and (drafts or conversation is None or conversation.created_at is None):
+            read.append(record_at)
+        found = await self.store.abatch([GetOp(ns, key) for ns, key in read]) if read else []
+        stored = {
+            (ns, key): item.value
+            for (ns, key), item in zip(read, found, strict=True)
+            if isinstance(item, Item)
+        }
+        puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        fresh: set[tuple[tuple[str, ...], str]] = set()
+        written: list[str] = []
+        for draft, (ns, key) in zip(drafts, targets, strict=True):
+            ids = list(draft.get("message_ids") or message_ids)
+            target = (ns, key)
+            pending = puts.get(target)
+            current = dict(pending.value or {}) if pending is not None else stored.get(target)
+            if current is None:
+                twin = await self._same_memory_elsewhere(ns, draft)
+                if twin is not None:
+                    target, current = (twin.namespace, twin.key), twin.value
+            if current is None or target in fresh:
+                value = _version(draft, target[1], 1, thread_id, ids, said_at, None)
+                fresh.add(target)
+            elif _same_meaning(str(current.get("text", "")), draft["text"]):
+                merged = _merge_provenance(current, draft, ids)
+                if merged is None:
+                    continue
+                value = merged
+            else:
+                old, value = _supersede(user_id, target[1], current, draft, thread_id, ids, said_at)
+                puts[(old.namespace, old.key)] = old
+            puts[target] = PutOp(target[0], target[1], value)
+            written.append(target[1])
+        episode_ns = user_namespace(user_id, "episodes")
+        for key, value in _episode_values(thread_id, episodes, said, now).items():
+            puts[(episode_ns, key)] = PutOp(episode_ns, key, value)
+            written.append(key)
         record: Conversation | None = None
         if with_record and conversation is not None:
-            ns, key = targets[-1]
-            old = existing[-1]
+            old_record = stored.get(record_at)
             record = {
-                "thread_id": key,
+                "thread_id": str(thread_id),
                 "title": conversation.title,
                 "summary": conversation.summary,
                 "last_message": conversation.last_message,
                 "message_count": conversation.message_count,
                 "created_at": conversation.created_at
-                or (str(old.value.get("created_at")) if old else now),
+                or (str(old_record.get("created_at")) if old_record else now),
                 "updated_at": now,
             }
-            if old is not None and _same_record(old.value, record):
-                record = _as_conversation(old)
+            if old_record is not None and _same_record(old_record, record):
+                record = {**record, "updated_at": str(old_record.get("updated_at", now))}
             else:
                 value = {
                     **record,
@@ -229,21 +366,154 @@ class MemoryService:
                         conversation.title, conversation.summary, conversation.last_message
                     ),
                 }
-                puts.append(PutOp(ns, key, value))
+                # Not embedded: conversations are loaded by recency, and the summary grows
+                # every turn.
+                puts[record_at] = PutOp(record_at[0], record_at[1], value, index=False)
         if puts:
-            await self.store.abatch(puts)
-        return record, written
+            await self.store.abatch(list(puts.values()))
+        return record, list(dict.fromkeys(written))
+
+    async def _same_memory_elsewhere(
+        self, ns: tuple[str, ...], draft: MemoryDraft
+    ) -> SearchItem | None:
+        """A current memory of the draft's kind, under another subject, saying the same."""
+        found = await self.store.asearch(ns, query=draft["text"], limit=3)
+        new = set(analyze(draft["text"]))
+        for item in found:
+            old = str(item.value.get("text", ""))
+            # Across subjects only a near-identical statement counts as the same memory.
+            if _same_meaning(old, draft["text"]) and jaccard(analyze(old), new) >= SAME_MEANING:
+                return item
+        return None
+
+    # --- reading and managing memories ---------------------------------------------------
 
     async def list_memories(
-        self, user_id: str, *, kinds: Sequence[DraftKind] = ("fact", "preference", "entity")
-    ) -> list[dict[str, Any]]:
-        """All facts, preferences and entities of the user, newest first, with their keys."""
-        out: list[dict[str, Any]] = []
+        self, user_id: str, *, kinds: Sequence[MemoryKind] = KNOWLEDGE
+    ) -> list[Memory]:
+        """The user's current memories of these kinds (default: facts, preferences, entities),
+        most recently updated first."""
+        out: list[Memory] = []
         for kind in kinds:
             ns = user_namespace(user_id, _KIND_NAMESPACE[kind])
-            for item in await self._all(ns):
-                out.append({"key": item.key, **item.value})
-        return sorted(out, key=lambda v: str(v.get("updated_at", "")), reverse=True)
+            out.extend(public(i.key, i.value) for i in await self._all(ns))
+        return sorted(out, key=lambda m: str(m.get("updated_at", "")), reverse=True)
+
+    async def get_memory(self, user_id: str, key: str) -> Memory | None:
+        """One memory by key: a current one of any kind, or a superseded version."""
+        found = await self._find(user_id, key)
+        return public(found.key, found.value) if found else None
+
+    async def history(self, user_id: str, key: str) -> list[Memory]:
+        """Every version of a memory, oldest first (the current one last).
+
+        Raises:
+            InvalidInputError: the user has no memory with this key.
+        """
+        found = await self._find(user_id, key)
+        if found is None:
+            raise InvalidInputError(f"no memory {key!r} for this user")
+        current_key = str(found.value.get("current_key", found.key))
+        current = await self._find(user_id, current_key)
+        old = await self._all(user_namespace(user_id, "history"), {"current_key": current_key})
+        versions = [public(i.key, i.value) for i in old]
+        if current is not None and current.namespace[-1] != "history":
+            versions.append(public(current.key, current.value))
+        return sorted(versions, key=lambda m: (m.get("version", 1), m["said_at"]))
+
+    async def edit_memory(self, user_id: str, key: str, text: str) -> Memory:
+        """Correct a memory's text.
+
+        A fact, preference or entity gets a new version (the old one stays in its history);
+        an episode is corrected in place (it records what was said; `edited_at` says when it
+        was changed).
+
+        Raises:
+            InvalidInputError: empty text, or no current memory with this key.
+        """
+        text = text.strip()
+        if not text:
+            raise InvalidInputError("a memory's text must not be empty")
+        found = await self._find(user_id, key)
+        if found is None or found.namespace[-1] == "history":
+            raise InvalidInputError(f"no current memory {key!r} for this user")
+        value = found.value
+        if value.get("kind") == "episode":
+            edited = with_terms({**value, "text": text, "edited_at": now_iso()})
+            await self.store.aput(found.namespace, key, edited)
+            return public(key, edited)
+        if text == value.get("text"):
+            return public(key, value)
+        draft: MemoryDraft = {"kind": value["kind"], "subject": str(value["subject"]), "text": text}
+        old, new = _supersede(
+            user_id, key, value, draft, value.get("thread_id"), [], parse_when(None).isoformat()
+        )
+        new["source"] = "edit"
+        await self.store.abatch([old, PutOp(found.namespace, key, new)])
+        return public(key, new)
+
+    async def delete_memory(self, user_id: str, key: str) -> bool:
+        """Delete one memory by key (any kind), with its superseded versions.
+
+        Returns:
+            True when something was deleted.
+        """
+        found = await self._find(user_id, key)
+        if found is None:
+            return False
+        current_key = str(found.value.get("current_key", found.key))
+        history = user_namespace(user_id, "history")
+        ops: list[Op] = [
+            PutOp(history, i.key, None)
+            for i in await self._all(history, {"current_key": current_key})
+        ]
+        current = await self._find(user_id, current_key)
+        if current is not None:
+            ops.append(PutOp(current.namespace, current.key, None))
+        if found.namespace[-1] == "history":
+            ops.append(PutOp(found.namespace, found.key, None))
+        await self.store.abatch(ops)
+        return True
+
+    async def audit(self, user_id: str) -> AuditReport:
+        """Near-duplicate current memories and every superseded subject of one user."""
+        current: list[Memory] = []
+        terms: list[set[str]] = []
+        counts: dict[str, int] = {}
+        kinds: tuple[MemoryKind, ...] = (*KNOWLEDGE, "episode")
+        for kind in kinds:
+            items = await self._all(user_namespace(user_id, _KIND_NAMESPACE[kind]))
+            counts[kind] = len(items)
+            for i in items:
+                current.append(public(i.key, i.value))
+                terms.append(set(analyze(str(i.value.get("text", "")))))
+        pairs: list[DuplicatePair] = [
+            {"similarity": round(similarity, 3), "a": current[x], "b": current[y]}
+            for x, y, similarity in similar_pairs(terms, NEAR_DUPLICATE)
+            if _same_meaning(current[x]["text"], current[y]["text"])
+        ]
+        history = await self._all(user_namespace(user_id, "history"))
+        counts["history"] = len(history)
+        versions: dict[str, list[Memory]] = {}
+        for item in history:
+            versions.setdefault(str(item.value.get("current_key")), []).append(
+                public(item.key, item.value)
+            )
+        by_key = {m["key"]: m for m in current}
+        superseded: list[SupersededFact] = []
+        for key in sorted(versions):
+            chain = versions[key] + ([by_key[key]] if key in by_key else [])
+            chain.sort(key=lambda m: (m.get("version", 1), m["said_at"]))
+            superseded.append(
+                {"key": key, "subject": str(chain[-1].get("subject", "")), "versions": chain}
+            )
+        pairs.sort(key=lambda p: -p["similarity"])
+        return {
+            "user_id": user_id,
+            "counts": counts,
+            "near_duplicates": pairs,
+            "superseded": superseded,
+        }
 
     # --- recall --------------------------------------------------------------------------
 
@@ -255,47 +525,116 @@ class MemoryService:
         *,
         exclude_thread: str | None = None,
     ) -> list[MemoryRecord]:
-        """Recent conversation summaries plus the memories most relevant to `query`."""
-        # Both searches go in one batch: one round trip to the store.
-        ops: list[SearchOp] = []
-        if budget["conversations"] > 0:
-            ops.append(
-                SearchOp(
-                    user_namespace(user_id, "conversations"), limit=budget["conversations"] + 1
-                )
+        """Recent conversation summaries plus the memories most relevant to `query`.
+
+        Args:
+            user_id: whose memory.
+            query: the user's message.
+            budget: how many conversation summaries and memories to load.
+            exclude_thread: the current thread (its own summary is not loaded).
+        """
+        wanted = budget["conversations"]
+        recent = SearchOp(user_namespace(user_id, "conversations"), limit=wanted + 1)
+        memories, extra = await self._search(
+            user_id, query, budget["memories"], None, [recent] if wanted > 0 else []
+        )
+        convs = [i for i in (extra[0] if extra else []) if i.key != exclude_thread]
+        convs.sort(key=lambda i: str(i.value.get("updated_at", "")), reverse=True)
+        return [*(_conversation_record(i) for i in convs[:wanted]), *memories]
+
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        limit: int = 10,
+        kinds: Sequence[MemoryKind] | None = None,
+    ) -> list[MemoryRecord]:
+        """The user's current memories most relevant to `query`, best first.
+
+        Ranks by BM25, the store's vector index, recency and importance (see `ranking`).
+        An empty query gives the most recent memories.
+        """
+        found, _ = await self._search(user_id, query, limit, kinds, [])
+        return found
+
+    async def _search(
+        self,
+        user_id: str,
+        query: str,
+        limit: int,
+        kinds: Sequence[MemoryKind] | None,
+        extra: list[SearchOp],
+    ) -> tuple[list[MemoryRecord], list[list[SearchItem]]]:
+        """The memories for `query`, and the results of `extra` searches run in the same batch.
+
+        BM25 (on PostgreSQL, one SQL statement over the inverted index) runs concurrently with
+        one batch to the store holding the vector search and `extra`.
+        """
+        prefix = user_prefix(user_id)
+        wanted = tuple(kinds or _ALL_KINDS)
+        ops = list(extra)
+        if limit < 1:
+            results = await self.store.abatch(ops) if ops else []
+            return [], [cast(list[SearchItem], r) for r in results]
+        if not query.strip():
+            ops.append(SearchOp(prefix, filter={"scope": MEMORY_SCOPE}, limit=limit))
+            results = await self.store.abatch(ops)
+            recent = [
+                i for i in cast(list[SearchItem], results[-1]) if i.value.get("kind") in wanted
+            ]
+            return (
+                [_memory_record(i.key, i.value, None) for i in recent],
+                [cast(list[SearchItem], r) for r in results[:-1]],
             )
-        if budget["memories"] > 0:
-            ops.append(
-                SearchOp(
-                    user_prefix(user_id),
-                    filter={"scope": _MEMORY_SCOPE},
-                    limit=budget["memories"],
-                    query=query or None,
-                )
+        n = max(self.weights.candidates, limit)
+        semantic = self.weights.semantic > 0
+        if semantic:
+            ops.append(SearchOp(prefix, filter={"scope": MEMORY_SCOPE}, limit=n, query=query))
+        (lexical, complete), results = await asyncio.gather(
+            self._lexical(user_id, query_terms(query), n, wanted), self._batch(ops)
+        )
+        pool: dict[tuple[tuple[str, ...], str], Candidate] = {}
+        for item in lexical:
+            pool[(item.namespace, item.key)] = Candidate(
+                item.namespace, item.key, item.value, lexical=item.score
             )
-        results = iter(await self.store.abatch(ops) if ops else [])
-        records: list[MemoryRecord] = []
-        if budget["conversations"] > 0:
-            for item in cast(list[SearchItem], next(results)):
-                if item.key == exclude_thread:
-                    continue
-                records.append(_as_record(item, "conversation"))
-            records = records[: budget["conversations"]]
-        if budget["memories"] > 0:
-            found = cast(list[SearchItem], next(results))
-            records.extend(_as_record(i, i.value.get("kind", "fact")) for i in found)
-        return records
+        for item in cast(list[SearchItem], results[-1]) if semantic else []:
+            # A store without a vector index answers with no scores: nothing to rank by.
+            if item.score is None or item.value.get("kind") not in wanted:
+                continue
+            c = pool.setdefault(
+                (item.namespace, item.key), Candidate(item.namespace, item.key, item.value)
+            )
+            c.semantic = item.score
+        ranked = fuse(pool.values(), self.weights, limit, lexical_complete=complete)
+        return (
+            [_memory_record(c.key, c.value, c.score) for c in ranked],
+            [cast(list[SearchItem], r) for r in results[: len(extra)]],
+        )
+
+    async def _batch(self, ops: list[SearchOp]) -> list[Result]:
+        return await self.store.abatch(ops) if ops else []
+
+    async def _lexical(
+        self, user_id: str, terms: list[str], n: int, kinds: tuple[MemoryKind, ...]
+    ) -> tuple[list[SearchItem], bool]:
+        """BM25 candidates, and whether they are every match (not cut by `n`)."""
+        if not terms:
+            return [], True
+        namespaces = [user_namespace(user_id, _KIND_NAMESPACE[k]) for k in kinds]
+        if isinstance(self.store, AsyncPostgresStore):
+            found = await pg.lexical_search(self.store, namespaces, terms, limit=n)
+            return found, len(found) < n
+        items = [i for ns in namespaces for i in await self._all(ns, {"scope": MEMORY_SCOPE})]
+        docs = [(i.value.get("terms") or {}, float(i.value.get("length") or 0)) for i in items]
+        scored = [(s, i) for s, i in zip(bm25_scores(terms, docs), items, strict=True) if s > 0]
+        scored.sort(key=lambda p: (-p[0], p[1].key))
+        for score, item in scored:
+            item.score = score
+        return [item for _, item in scored[:n]], len(scored) <= n
 
     # --- deletion ------------------------------------------------------------------------
-
-    async def delete_memory(self, user_id: str, key: str) -> bool:
-        """Delete one memory by key (any kind); True when something was deleted."""
-        for kind in KINDS:
-            ns = user_namespace(user_id, kind)
-            if await self.store.aget(ns, key):
-                await self.store.adelete(ns, key)
-                return True
-        return False
 
     async def forget_user(self, user_id: str) -> ForgetReceipt:
         """Delete every memory of the user (all kinds). Threads are the checkpointer's."""
@@ -306,8 +645,8 @@ class MemoryService:
             items = await self._all(ns)
             if kind == "conversations":
                 threads = [i.key for i in items]
-            for item in items:
-                await self.store.adelete(ns, item.key)
+            if items:
+                await self.store.abatch([PutOp(ns, i.key, None) for i in items])
             deleted[kind] = len(items)
         return {"user_id": user_id, "deleted": deleted, "threads": threads}
 
@@ -316,13 +655,123 @@ class MemoryService:
         namespaces = await self.store.alist_namespaces(prefix=("users",), max_depth=2)
         return sorted({decode_label(ns[1]) for ns in namespaces if len(ns) > 1})
 
-    async def _all(self, ns: tuple[str, ...]) -> list[SearchItem]:
+    async def _find(self, user_id: str, key: str) -> Item | None:
+        kinds: tuple[Kind, ...] = ("facts", "preferences", "entities", "episodes", "history")
+        found = await self.store.abatch([GetOp(user_namespace(user_id, k), key) for k in kinds])
+        return next((i for i in found if isinstance(i, Item)), None)
+
+    async def _all(
+        self, ns: tuple[str, ...], filter: dict[str, Any] | None = None
+    ) -> list[SearchItem]:
         items: list[SearchItem] = []
         while True:
-            page = await self.store.asearch(ns, limit=_PAGE, offset=len(items))
+            page = await self.store.asearch(ns, filter=filter, limit=_PAGE, offset=len(items))
             items.extend(page)
             if len(page) < _PAGE:
                 return items
+
+
+def _episode_values(
+    thread_id: str | None, episodes: Sequence[EpisodeDraft], said: datetime, now: str
+) -> dict[str, dict[str, Any]]:
+    """The stored episodes of some messages: one per sentence, keyed (thread, message, part)."""
+    values: dict[str, dict[str, Any]] = {}
+    for ep in episodes:
+        parts = sentences(resolve_dates(ep["text"], said))
+        for i, part in enumerate(parts):
+            values[episode_key(thread_id, ep["message_id"], i)] = episode_value(
+                text=part,
+                speaker=ep["speaker"],
+                said_at=said.isoformat(),
+                thread_id=thread_id,
+                message_id=ep["message_id"],
+                rest=" ".join(parts[:i] + parts[i + 1 :]),
+                before=ep["before"],
+                after=ep["after"],
+                part=i,
+                now=now,
+            )
+    return values
+
+
+def _same_record(stored: dict[str, Any], record: Conversation) -> bool:
+    """True when writing `record` would change nothing but its `updated_at`."""
+    return all(stored.get(k) == v for k, v in record.items() if k != "updated_at")
+
+
+def _version(
+    draft: MemoryDraft,
+    key: str,
+    version: int,
+    thread_id: str | None,
+    message_ids: list[str],
+    said_at: str,
+    supersedes: str | None,
+) -> dict[str, Any]:
+    now = now_iso()
+    return with_terms(
+        {
+            "scope": MEMORY_SCOPE,
+            "kind": draft["kind"],
+            "subject": draft["subject"],
+            "text": draft["text"].strip(),
+            "id": version_id(key, version),
+            "version": version,
+            "supersedes": supersedes,
+            "thread_id": thread_id,
+            "message_ids": message_ids[-_MAX_PROVENANCE:],
+            "said_at": said_at,
+            "mentions": 1,
+            "importance": 1.0,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+
+
+def _supersede(
+    user_id: str,
+    key: str,
+    current: dict[str, Any],
+    draft: MemoryDraft,
+    thread_id: str | None,
+    message_ids: list[str],
+    said_at: str,
+) -> tuple[PutOp, dict[str, Any]]:
+    """The write that moves `current` to history, and the new current version."""
+    version = int(current.get("version", 1))
+    old = {
+        **current,
+        "scope": HISTORY_SCOPE,
+        "current_key": key,
+        "valid_to": said_at,
+        "superseded_by": version_id(key, version + 1),
+    }
+    new = _version(
+        draft, key, version + 1, thread_id, message_ids, said_at, version_id(key, version)
+    )
+    return PutOp(user_namespace(user_id, "history"), version_id(key, version), old), new
+
+
+def _merge_provenance(
+    current: dict[str, Any], draft: MemoryDraft, ids: list[str]
+) -> dict[str, Any] | None:
+    """`current` restated by `draft`: more provenance, the fuller text; None if nothing new."""
+    known = list(current.get("message_ids") or [])
+    new_ids = [i for i in ids if i not in known]
+    old_terms, new_terms = set(analyze(str(current["text"]))), set(analyze(draft["text"]))
+    fuller = new_terms > old_terms
+    if not new_ids and not fuller:
+        return None
+    merged = {
+        **current,
+        "message_ids": (known + new_ids)[-_MAX_PROVENANCE:],
+        "mentions": int(current.get("mentions", 1)) + (1 if new_ids else 0),
+        "updated_at": now_iso(),
+    }
+    if fuller:
+        merged = with_terms({**merged, "text": draft["text"].strip()})
+    return merged
 
 
 def _as_conversation(item: Item) -> Conversation:
@@ -338,21 +787,35 @@ def _as_conversation(item: Item) -> Conversation:
     }
 
 
-def _same_record(stored: dict[str, Any], record: Conversation) -> bool:
-    """True when writing `record` would change nothing but its `updated_at`."""
-    return all(stored.get(k) == v for k, v in record.items() if k != "updated_at")
-
-
-def _as_record(item: SearchItem, kind: Any) -> MemoryRecord:
+def _conversation_record(item: Item) -> MemoryRecord:
     v = item.value
-    if kind == "conversation":
-        text = f'Earlier conversation "{v.get("title", "")}": {v.get("summary", "")}'.strip()
-    else:
-        text = str(v.get("text", ""))
+    text = f'Earlier conversation "{v.get("title", "")}": {v.get("summary", "")}'.strip()
     return {
-        "kind": kind,
+        "kind": "conversation",
         "key": item.key,
         "text": text,
-        "score": item.score,
+        "score": None,
         "updated_at": str(v.get("updated_at", item.updated_at.isoformat())),
+        "thread_id": item.key,
+    }
+
+
+def _memory_record(key: str, v: dict[str, Any], score: float | None) -> MemoryRecord:
+    text = str(v.get("text", ""))
+    said_at = str(v.get("said_at") or v.get("created_at") or "")
+    if v.get("kind") == "episode" and said_at:
+        # The model sees when it was said: "yesterday" in it was already made absolute.
+        try:
+            text = f"[{day(parse_when(said_at))}] {text}"
+        except InvalidInputError:
+            pass
+    return {
+        "kind": v.get("kind", "fact"),
+        "key": key,
+        "text": text,
+        "score": score,
+        "updated_at": str(v.get("updated_at", "")),
+        "said_at": said_at,
+        "thread_id": v.get("thread_id"),
+        "message_ids": list(v.get("message_ids") or []),
     }

@@ -78,13 +78,14 @@ async def _persist(
             thread_id=thread_id,
             conversation=False,
             memories=[],
+            episodes=[],
             skipped=skipped,
             ms=0.0,
         )
         return None
     turn_ids = set(state.get("turn_messages", []))
     said = [m for m in window if m.id in turn_ids]
-    drafts = await extract(said, model, ctx.extractor)
+    drafts = await extract(said, model, ctx.extractor, when=ctx.now)
     turn: TurnRecord = {
         "thread_id": thread_id,
         "title": state.get("title", ""),
@@ -92,8 +93,10 @@ async def _persist(
         "last_message": message_text(said[-1]) if said else "",
         "message_count": message_count,
         "created_at": state.get("created_at"),
+        "when": ctx.now,
     }
-    saved = await remember_turn(MemoryService(runtime.store), user_id, turn, drafts, list(turn_ids))
+    service = MemoryService(runtime.store)
+    saved = await remember_turn(service, user_id, turn, window, turn_ids, drafts)
     emit(
         runtime.stream_writer,
         "memory_saved",
@@ -101,6 +104,7 @@ async def _persist(
         thread_id=thread_id,
         conversation=saved["conversation"],
         memories=saved["memories"],
+        episodes=saved["episodes"],
         skipped=None,
         ms=round((time.perf_counter() - started) * 1000, 3),
     )

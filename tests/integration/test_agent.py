@@ -51,10 +51,14 @@ async def test_another_user_gets_nothing_of_it(agent: Agent, database_url: str) 
     bob = await MemoryService(agent.store).recall(  # type: ignore[arg-type]
         "bob", "name Alice", {"conversations": 10, "memories": 10}
     )
-    assert [r["key"] for r in bob] == ["b-1"]
+    # Bob's own thread and his own words (an episode), nothing of Alice's.
+    assert [(r["kind"], r.get("thread_id")) for r in bob] == [
+        ("conversation", "b-1"),
+        ("episode", "b-1"),
+    ]
     assert not any("Alice" in r["text"] for r in bob)
     assert (
-        count(database_url, "SELECT count(*) FROM store WHERE prefix LIKE %s", "users.bob.%") == 1
+        count(database_url, "SELECT count(*) FROM store WHERE prefix LIKE %s", "users.bob.%") == 2
     )
 
 

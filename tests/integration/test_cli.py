@@ -62,3 +62,29 @@ def test_refused_turn_and_bad_database_exit_nonzero(database_url: str) -> None:
     bad = run("postgresql://x@127.0.0.1:1/x", "db", "setup")
     assert bad.returncode == 1
     assert "cannot connect to PostgreSQL" in bad.stderr
+
+
+def test_memories_subcommands_search_history_edit_delete_audit(database_url: str) -> None:
+    for thread, text in [("c1", "I live in Seoul. I love tea."), ("c2", "I moved to Busan.")]:
+        assert run(database_url, "ask", "--user", "cho", "--thread", thread, text).returncode == 0
+    listed = json.loads(run(database_url, "memories", "list", "--user", "cho", "--json").stdout)
+    assert sorted(m["text"] for m in listed) == ["The user lives in Busan.", "The user loves tea."]
+    episodes = run(database_url, "memories", "list", "--user", "cho", "--kind", "episode")
+    assert "User: I moved to Busan." in episodes.stdout
+    found = json.loads(
+        run(database_url, "memories", "search", "--user", "cho", "tea", "--json").stdout
+    )
+    assert found[0]["text"] == "The user loves tea."
+    key = next(m["key"] for m in listed if "Busan" in m["text"])
+    history = run(database_url, "memories", "history", "--user", "cho", key)
+    assert history.stdout.index("Seoul") < history.stdout.index("Busan")
+    audit = json.loads(run(database_url, "memories", "audit", "--user", "cho", "--json").stdout)
+    assert [s["key"] for s in audit["superseded"]] == [key]
+    edited = run(database_url, "memories", "edit", "--user", "cho", key, "The user lives in Jeju.")
+    assert edited.returncode == 0 and "Jeju" in edited.stdout
+    assert run(database_url, "memories", "delete", "--user", "cho", key).returncode == 0
+    assert run(database_url, "memories", "delete", "--user", "cho", key).returncode == 1
+    left = json.loads(run(database_url, "memories", "--user", "cho", "--json").stdout)
+    assert [m["text"] for m in left] == ["The user loves tea."]
+    reindexed = run(database_url, "memories", "reindex")
+    assert reindexed.returncode == 0 and json.loads(reindexed.stdout)["items"] >= 4

@@ -1,0 +1,386 @@
+"""LoCoMo retrieval benchmark: the product's own memory write path and recall, on PostgreSQL.
+
+Each LoCoMo conversation is one user and each session one thread. Every turn (both speakers,
+image captions appended) goes through `memory_agent.memory.ingest` exactly as the response
+node persists a turn: rule extraction, then `remember_turn` with the message before it and the
+one answering it, dated by the session's date. Each question then goes through
+`MemoryService.recall`, the call the planning node makes. A memory covers the LoCoMo turns
+(`dia_id`s) it was made from (its `message_ids`).
+
+    python benchmarks/locomo.py --data ../shared/data/locomo/locomo-dev.json [--embedder NAME]
+        [--k 5,10] [--database URL] [--weights lexical=1,semantic=0.1] [--ablations]
+        [--baseline] [--context BEFORE,AFTER,MESSAGE] [--whole-messages]
+
+Prints one JSON object: `overall` (categories 1-4) and `by_category` ("1".."5") with
+recall@k, hit@k and words@k, `ingest_ms_per_turn`, `recall_p50_ms`, `recall_p95_ms` (query
+embedding included), `memories` (current memories stored), and what the run was.
+Evidence ids are normalised as the data's README says: split on ';', ',' and white space,
+"D:11:26" read as "D11:26", leading zeros dropped, ids of no turn dropped; a question left with
+no evidence is not scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+
+from memory_agent.memory import records as memory_records
+from memory_agent.memory.embeddings import resolve_embeddings
+from memory_agent.memory.ingest import TurnRecord, extract, remember_turn
+from memory_agent.memory.lexical import analyze, bm25_scores
+from memory_agent.memory.ranking import RecallWeights, default_weights
+from memory_agent.memory.service import MemoryService
+from memory_agent.memory.summaries import extractive_summary, title_for
+from memory_agent.models import OfflineChatModel
+from memory_agent.persistence import ExactSearchStore, index_config, open_pool, setup_database
+from memory_agent.state import MemoryRecord
+
+CATEGORIES = ("1", "2", "3", "4", "5")
+SCORED = ("1", "2", "3", "4")
+_ID_SPLIT = re.compile(r"[;,\s]+")
+_ID = re.compile(r"D(\d+):(\d+)")
+
+
+@dataclass
+class Turn:
+    dia_id: str
+    speaker: str
+    text: str
+
+
+@dataclass
+class Session:
+    number: int
+    when: datetime
+    turns: list[Turn]
+
+
+@dataclass
+class Question:
+    text: str
+    category: str
+    evidence: list[str]
+
+
+@dataclass
+class Conversation:
+    sample_id: str
+    sessions: list[Session]
+    questions: list[Question] = field(default_factory=list)
+
+
+def normalise_evidence(evidence: list[str], valid: set[str]) -> list[str]:
+    """The evidence ids of a question, normalised as the data's README prescribes."""
+    out: list[str] = []
+    for raw in evidence:
+        for part in _ID_SPLIT.split(str(raw)):
+            m = _ID.fullmatch(part.replace("D:", "D"))
+            if not m:
+                continue
+            dia_id = f"D{int(m.group(1))}:{int(m.group(2))}"
+            if dia_id in valid and dia_id not in out:
+                out.append(dia_id)
+    return out
+
+
+def session_time(text: str) -> datetime:
+    """ "1:56 pm on 8 May, 2023" as a datetime."""
+    return datetime.strptime(" ".join(text.split()), "%I:%M %p on %d %B, %Y")
+
+
+def load(path: Path) -> list[Conversation]:
+    """The conversations of a LoCoMo file, with their scorable questions."""
+    conversations: list[Conversation] = []
+    for sample in json.loads(path.read_text()):
+        conv = sample["conversation"]
+        sessions: list[Session] = []
+        n = 1
+        while f"session_{n}" in conv:
+            turns = []
+            for t in conv[f"session_{n}"]:
+                text = t["text"]
+                if t.get("blip_caption"):
+                    text = f"{text} [shares a photo: {t['blip_caption']}]"
+                turns.append(Turn(t["dia_id"], t["speaker"], text))
+            sessions.append(Session(n, session_time(conv[f"session_{n}_date_time"]), turns))
+            n += 1
+        valid = {t.dia_id for s in sessions for t in s.turns}
+        c = Conversation(sample["sample_id"], sessions)
+        for qa in sample.get("qa", []):
+            evidence = normalise_evidence(qa.get("evidence", []), valid)
+            if evidence:
+                c.questions.append(Question(qa["question"], str(qa["category"]), evidence))
+        conversations.append(c)
+    return conversations
+
+
+async def ingest(service: MemoryService, conv: Conversation) -> int:
+    """Persist every turn through the response node's write path; returns the turn count."""
+    model = OfflineChatModel()
+    count = 0
+    for session in conv.sessions:
+        thread = f"{conv.sample_id}-session-{session.number}"
+        messages = [HumanMessage(t.text, name=t.speaker, id=t.dia_id) for t in session.turns]
+        when = session.when.isoformat()
+        summary = ""
+        for i, message in enumerate(messages):
+            # As in the response node: the message, the one before it and the one answering it.
+            window = messages[max(0, i - 1) : i + 2]
+            drafts = await extract([message], model, "rules", when=when)
+            summary = extractive_summary(summary, [message], 1_200)
+            turn: TurnRecord = {
+                "thread_id": thread,
+                "title": title_for(session.turns[0].text),
+                "summary": summary,
+                "last_message": session.turns[i].text,
+                "message_count": i + 1,
+                "created_at": when,
+                "when": when,
+            }
+            await remember_turn(service, conv.sample_id, turn, window, {message.id or ""}, drafts)
+            count += 1
+    return count
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _covered(records: list[MemoryRecord]) -> set[str]:
+    return {i for r in records for i in r.get("message_ids", [])}
+
+
+class Scores:
+    """recall@k, hit@k and words@k per category."""
+
+    def __init__(self, ks: list[int]) -> None:
+        self.ks = ks
+        self.rows: dict[str, list[dict[str, float]]] = {c: [] for c in CATEGORIES}
+
+    def add(self, question: Question, ranked: list[tuple[set[str], int]]) -> None:
+        row: dict[str, float] = {}
+        wanted = set(question.evidence)
+        for k in self.ks:
+            top = ranked[:k]
+            covered = set().union(*(ids for ids, _ in top)) if top else set()
+            share = len(covered & wanted) / len(wanted)
+            row[f"recall@{k}"] = share
+            row[f"hit@{k}"] = 1.0 if share > 0 else 0.0
+            row[f"words@{k}"] = float(sum(words for _, words in top))
+        self.rows.setdefault(question.category, []).append(row)
+
+    @staticmethod
+    def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+        if not rows:
+            return {}
+        return {key: round(statistics.fmean(r[key] for r in rows), 4) for key in rows[0]}
+
+    def overall(self) -> dict[str, float]:
+        return self._mean([r for c in SCORED for r in self.rows.get(c, [])])
+
+    def by_category(self) -> dict[str, dict[str, float]]:
+        return {c: self._mean(self.rows[c]) for c in CATEGORIES if self.rows.get(c)}
+
+
+async def ask_all(
+    service: MemoryService, conversations: list[Conversation], ks: list[int]
+) -> tuple[Scores, list[float]]:
+    """Every question through `MemoryService.recall`; the scores and each call's latency."""
+    scores = Scores(ks)
+    budget = {"conversations": 0, "memories": max(ks)}
+    latencies: list[float] = []
+    for conv in conversations:
+        for q in conv.questions[:3]:  # warm-up: connections, caches; not timed
+            await service.recall(conv.sample_id, q.text, budget)  # type: ignore[arg-type]
+    for conv in conversations:
+        for q in conv.questions:
+            started = time.perf_counter()
+            records = await service.recall(conv.sample_id, q.text, budget)  # type: ignore[arg-type]
+            latencies.append((time.perf_counter() - started) * 1000)
+            scores.add(q, [(_covered([r]), len(r["text"].split())) for r in records])
+    return scores, latencies
+
+
+def baseline_bm25(conversations: list[Conversation], ks: list[int]) -> dict[str, float]:
+    """The per-turn BM25 baseline of the data's README (raw turn text), for comparison."""
+    scores = Scores(ks)
+    for conv in conversations:
+        turns = [t for s in conv.sessions for t in s.turns]
+        docs = []
+        for t in turns:
+            tf = Counter(analyze(t.text))
+            docs.append((dict(tf), float(sum(tf.values()))))
+        for q in conv.questions:
+            s = bm25_scores(list(dict.fromkeys(analyze(q.text))), docs)
+            order = sorted(range(len(turns)), key=lambda i: (-s[i], i))[: max(ks)]
+            scores.add(q, [({turns[i].dia_id}, len(turns[i].text.split())) for i in order])
+    return scores.overall()
+
+
+@contextmanager
+def _embedded_server() -> Iterator[str]:
+    from pgserver.postgres_server import get_server
+
+    with tempfile.TemporaryDirectory(prefix="locomo-pg-") as tmp:
+        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        try:
+            yield str(server.get_uri())
+        finally:
+            server.cleanup()
+
+
+@asynccontextmanager
+async def _database(url: str | None) -> AsyncIterator[str]:
+    """A fresh database on `url`'s server (else on a temporary embedded one); dropped after."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with _embedded_server() if url is None else _nullcontext(url) as admin:
+        name = f"locomo_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        params = conninfo_to_dict(admin)
+        params["dbname"] = name
+        try:
+            yield make_conninfo(**params)
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _nullcontext(value: str) -> Iterator[str]:
+    yield value
+
+
+ABLATIONS = {
+    "lexical": "lexical=1,semantic=0,recency=0,importance=0",
+    "semantic": "lexical=0,semantic=1,recency=0,importance=0",
+    "lexical+semantic 0.1": "lexical=1,semantic=0.1,recency=0,importance=0",
+    "lexical+semantic 0.5": "lexical=1,semantic=0.5,recency=0,importance=0",
+    "lexical+semantic 1": "lexical=1,semantic=1,recency=0,importance=0",
+    "defaults+importance 0.3": "importance=0.3",
+    "defaults+recency 0.1": "recency=0.1",
+}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    ks = sorted({int(k) for k in args.k.split(",")})
+    conversations = load(Path(args.data))
+    if args.limit:
+        conversations = conversations[: args.limit]
+    # Ablation knobs (module settings, so that the product's write path is still the one run).
+    if args.context is not None:
+        before, after, message = (float(x) for x in args.context.split(","))
+        memory_records.CONTEXT_BEFORE, memory_records.CONTEXT_AFTER = before, after
+        memory_records.CONTEXT_MESSAGE = message
+    if args.whole_messages:
+        memory_records.MIN_SENTENCE_WORDS = sys.maxsize
+    embeddings, dims = resolve_embeddings(args.embedder)
+    index = index_config(embeddings, dims)
+    async with _database(args.database) as url, open_pool(url, max_size=4) as pool:
+        await setup_database(pool, index)
+        store = ExactSearchStore(pool, index=index)
+        base = default_weights(store)
+        weights = RecallWeights.parse(args.weights, base) if args.weights else base
+        service = MemoryService(store, weights=weights)
+        started = time.perf_counter()
+        turns = 0
+        for conv in conversations:
+            turns += await ingest(service, conv)
+        ingest_ms = (time.perf_counter() - started) * 1000
+        memories = 0
+        for conv in conversations:
+            kinds = ("fact", "preference", "entity", "episode")
+            memories += len(await service.list_memories(conv.sample_id, kinds=kinds))
+        scores, latencies = await ask_all(service, conversations, ks)
+        result: dict[str, Any] = {
+            "overall": scores.overall(),
+            "by_category": scores.by_category(),
+            "ingest_ms_per_turn": round(ingest_ms / max(turns, 1), 3),
+            "recall_p50_ms": round(_percentile(latencies, 0.50), 3),
+            "recall_p95_ms": round(_percentile(latencies, 0.95), 3),
+            "memories": memories,
+            "turns": turns,
+            "questions": sum(len(c.questions) for c in conversations),
+            "conversations": [c.sample_id for c in conversations],
+            "embedder": args.embedder or os.environ.get("MEMORY_AGENT_EMBEDDINGS", "offline"),
+            "weights": asdict(weights),
+            "episode_context": [
+                memory_records.CONTEXT_BEFORE,
+                memory_records.CONTEXT_AFTER,
+                memory_records.CONTEXT_MESSAGE,
+            ],
+            "episodes_per": "message" if args.whole_messages else "sentence",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, {platform.system()}",
+        }
+        if args.ablations:
+            ablations: dict[str, Any] = {}
+            for name, spec in ABLATIONS.items():
+                service.weights = RecallWeights.parse(spec, weights)
+                s, lat = await ask_all(service, conversations, ks)
+                overall, cats = s.overall(), s.by_category()
+                ablations[name] = {
+                    "recall@10": overall.get("recall@10"),
+                    "multi-hop recall@10": cats.get("1", {}).get("recall@10"),
+                    "words@10": overall.get("words@10"),
+                    "recall_p50_ms": round(_percentile(lat, 0.5), 3),
+                }
+            result["ablations"] = ablations
+    if args.baseline:
+        result["baseline_bm25_per_turn"] = baseline_bm25(conversations, ks)
+    return result
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="a LoCoMo JSON file")
+    p.add_argument("--embedder", help="offline (default), local, or provider:model")
+    p.add_argument("--k", default="5,10", help="cut-offs, e.g. 5,10")
+    p.add_argument("--database", help="PostgreSQL server URL (default: a temporary embedded one)")
+    p.add_argument("--weights", help="recall weights over the defaults, e.g. semantic=0.3")
+    p.add_argument(
+        "--context", help="ablation: episode context weights 'before,after,rest-of-message'"
+    )
+    p.add_argument(
+        "--whole-messages", action="store_true", help="ablation: one episode per message"
+    )
+    p.add_argument("--ablations", action="store_true", help="also rank with other weights")
+    p.add_argument("--baseline", action="store_true", help="also score per-turn BM25")
+    p.add_argument("--limit", type=int, help="only the first N conversations")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result = asyncio.run(run(args))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

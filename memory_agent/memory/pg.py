@@ -1,0 +1,325 @@
+"""The PostgreSQL side of memory: an inverted index for BM25, the embedder record, re-embedding.
+
+Recall's BM25 reads our inverted index (its vector search is the store's). Our tables, created
+by `MIGRATIONS` (append-only: the index is the version):
+- `memory_terms`: one row per (memory, term) with the term's weight and the memory's length,
+  keyed (namespace, term, memory), so BM25 reads only the postings of the query's terms in the
+  user's namespaces, however many memories the user has;
+- `memory_term_stats`: per namespace, how many memories and their total length (BM25's N and
+  mean length);
+- `memory_agent_settings`: which embedder made the stored vectors, so that a changed embedder
+  is refused with a clear error instead of silently mixing two vector spaces.
+A trigger on the store's table keeps the index in step with every write of a current memory
+(its value's `terms`), in the same transaction, whoever writes (this package, the LangGraph
+server's routes, a `forget`), so the index can never drift from the memories.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict, cast
+
+import psycopg
+from langgraph.store.base import PutOp, SearchItem
+from langgraph.store.postgres import AsyncPostgresStore
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
+from memory_agent.memory.lexical import K1, B
+from memory_agent.memory.records import with_terms
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS: list[str] = [
+    "CREATE TABLE IF NOT EXISTS memory_agent_settings "
+    "(name text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
+    """
+CREATE TABLE IF NOT EXISTS memory_terms (
+    prefix text NOT NULL,
+    key text NOT NULL,
+    term text NOT NULL,
+    tf real NOT NULL,
+    len real NOT NULL,
+    PRIMARY KEY (prefix, term, key)
+);
+CREATE TABLE IF NOT EXISTS memory_term_stats (
+    prefix text PRIMARY KEY,
+    docs bigint NOT NULL,
+    total_len double precision NOT NULL
+);
+CREATE OR REPLACE FUNCTION memory_agent_index_terms() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.value->>'scope' = 'memory' AND OLD.value ? 'terms' THEN
+        -- By the old terms, so the primary key serves (no second index to keep).
+        DELETE FROM memory_terms
+         WHERE prefix = OLD.prefix
+           AND term = ANY(ARRAY(SELECT jsonb_object_keys(OLD.value->'terms')))
+           AND key = OLD.key;
+        UPDATE memory_term_stats
+           SET docs = docs - 1, total_len = total_len - (OLD.value->>'length')::float8
+         WHERE prefix = OLD.prefix;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.value->>'scope' = 'memory' AND NEW.value ? 'terms' THEN
+        INSERT INTO memory_terms (prefix, key, term, tf, len)
+        SELECT NEW.prefix, NEW.key, t.key, t.value::text::real, (NEW.value->>'length')::real
+          FROM jsonb_each(NEW.value->'terms') AS t;
+        INSERT INTO memory_term_stats AS s (prefix, docs, total_len)
+        VALUES (NEW.prefix, 1, (NEW.value->>'length')::float8)
+        ON CONFLICT (prefix) DO UPDATE
+           SET docs = s.docs + 1, total_len = s.total_len + EXCLUDED.total_len;
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS memory_agent_terms ON store;
+CREATE TRIGGER memory_agent_terms AFTER INSERT OR UPDATE OR DELETE ON store
+    FOR EACH ROW EXECUTE FUNCTION memory_agent_index_terms();
+INSERT INTO memory_terms (prefix, key, term, tf, len)
+SELECT s.prefix, s.key, t.key, t.value::text::real, (s.value->>'length')::real
+  FROM store s, jsonb_each(s.value->'terms') AS t
+ WHERE s.value->>'scope' = 'memory' AND s.value ? 'terms'
+ON CONFLICT DO NOTHING;
+INSERT INTO memory_term_stats (prefix, docs, total_len)
+SELECT prefix, count(*), sum((value->>'length')::float8)
+  FROM store WHERE value->>'scope' = 'memory' AND value ? 'terms'
+ GROUP BY prefix
+ON CONFLICT (prefix) DO NOTHING;
+""",
+]
+"""Our own schema changes. Append only: never edit or reorder (the index is the version)."""
+
+CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS memory_agent_migrations (v integer PRIMARY KEY)"
+)
+SELECT_VERSION = "SELECT coalesce(max(v), -1) AS v FROM memory_agent_migrations"
+INSERT_VERSION = "INSERT INTO memory_agent_migrations (v) VALUES (%s)"
+SELECT_SETTING = "SELECT value FROM memory_agent_settings WHERE name = %s"
+UPSERT_SETTING = """
+INSERT INTO memory_agent_settings (name, value) VALUES (%s, %s)
+ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+"""
+SELECT_VECTOR_DIMS = """
+SELECT atttypmod AS dims FROM pg_attribute
+WHERE attrelid = to_regclass('store_vectors') AND attname = 'embedding'
+"""
+COUNT_VECTORS = "SELECT count(*) AS n FROM store_vectors"
+DELETE_VECTORS = "DELETE FROM store_vectors"
+# Dimensions are an integer checked in Python; only that is ever formatted into this statement.
+ALTER_VECTOR_DIMS = "ALTER TABLE store_vectors ALTER COLUMN embedding TYPE vector({dims})"
+SELECT_STORE_PAGE = """
+SELECT prefix, key, value FROM store
+WHERE (prefix, key) > (%s, %s)
+ORDER BY prefix, key
+LIMIT %s
+"""
+
+_BM25 = """
+postings AS MATERIALIZED (
+    SELECT prefix, key, term, tf::float8 AS tf, len::float8 AS len
+    FROM memory_terms
+    WHERE prefix = ANY(%(namespaces)s) AND term = ANY(%(terms)s::text[])
+),
+stats AS MATERIALIZED (
+    SELECT coalesce(sum(docs), 0)::float8 AS n,
+           greatest(coalesce(sum(total_len) / nullif(sum(docs), 0), 1.0), 1e-9) AS avgdl
+    FROM memory_term_stats
+    WHERE prefix = ANY(%(namespaces)s)
+),
+df AS MATERIALIZED (
+    SELECT term, count(*)::float8 AS df FROM postings GROUP BY term
+),
+lexical AS MATERIALIZED (
+    SELECT p.prefix, p.key,
+           sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * p.tf * (%(k1)s + 1)
+               / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.len / s.avgdl))) AS score
+    FROM postings p JOIN df USING (term) CROSS JOIN stats s
+    GROUP BY p.prefix, p.key
+    ORDER BY score DESC, p.key
+    LIMIT %(limit)s
+)"""
+LEXICAL_SEARCH = f"""
+WITH {_BM25}
+SELECT l.prefix, l.key, st.value - 'terms' - 'context' AS value, st.created_at, st.updated_at,
+       l.score
+FROM lexical l
+JOIN store st ON st.prefix = l.prefix AND st.key = l.key
+WHERE st.expires_at IS NULL OR st.expires_at > now()
+ORDER BY l.score DESC, l.key
+"""
+"""BM25 (same formula and parameters as `lexical.bm25_scores`) over the postings of the query's
+terms in one user's namespaces (equality on the index's leading columns, so exact and
+complete for one user among many), with the winners' values (the search-only fields stay in
+the database)."""
+
+EMBEDDER_SETTING = "embeddings"
+_PAGE = 500
+
+
+class EmbedderRecord(TypedDict):
+    """Which embedder made the stored vectors."""
+
+    name: str
+    dims: int
+
+
+class ReindexReceipt(TypedDict):
+    """What `reindex` did."""
+
+    items: int
+    """Store items re-written (and re-embedded when they have a `text`)."""
+    dims: int
+    previous: EmbedderRecord | None
+    """The embedder the vectors were made with before (None: not recorded)."""
+
+
+@asynccontextmanager
+async def _connection(store: AsyncPostgresStore) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    conn = store.conn
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as c:
+            yield c
+    else:
+        async with store.lock:
+            yield cast(psycopg.AsyncConnection[Any], conn)
+
+
+async def lexical_search(
+    store: AsyncPostgresStore,
+    namespaces: Sequence[tuple[str, ...]],
+    terms: Sequence[str],
+    *,
+    limit: int,
+) -> list[SearchItem]:
+    """The best `limit` current memories of `namespaces` by BM25 for the query `terms`.
+
+    Raises:
+        ConfigurationError: the inverted index is missing (the database was not set up by
+            `setup_database`).
+        DatabaseUnavailableError: PostgreSQL failed.
+    """
+    if not terms:
+        return []
+    params: dict[str, Any] = {
+        "namespaces": [".".join(ns) for ns in namespaces],
+        "terms": list(terms),
+        "k1": K1,
+        "b": B,
+        "limit": limit,
+    }
+    try:
+        async with _connection(store) as conn:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(LEXICAL_SEARCH, params)
+                rows = await cur.fetchall()
+    except psycopg.errors.UndefinedTable as exc:
+        raise ConfigurationError(
+            "the memory index is missing: run `memory-agent db setup` (or setup_database)"
+        ) from exc
+    except psycopg.Error as exc:
+        raise DatabaseUnavailableError(f"memory search failed: {exc}") from exc
+    return [
+        SearchItem(
+            namespace=tuple(row["prefix"].split(".")),
+            key=row["key"],
+            value=row["value"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            score=float(row["score"]),
+        )
+        for row in rows
+    ]
+
+
+async def migrate(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    """Apply the migrations not applied yet (idempotent)."""
+    await conn.execute(CREATE_MIGRATIONS_TABLE)
+    row = await (await conn.execute(SELECT_VERSION)).fetchone()
+    version = int(row["v"]) if row else -1
+    for v, sql in enumerate(MIGRATIONS[version + 1 :], start=version + 1):
+        async with conn.transaction():
+            # Not prepared: a migration may hold several statements.
+            await conn.execute(sql, prepare=False)
+            await conn.execute(INSERT_VERSION, (v,))
+
+
+async def recorded_embedder(conn: psycopg.AsyncConnection[DictRow]) -> EmbedderRecord | None:
+    row = await (await conn.execute(SELECT_SETTING, (EMBEDDER_SETTING,))).fetchone()
+    return cast(EmbedderRecord, row["value"]) if row else None
+
+
+async def record_embedder(conn: psycopg.AsyncConnection[DictRow], record: EmbedderRecord) -> None:
+    await conn.execute(UPSERT_SETTING, (EMBEDDER_SETTING, Jsonb(dict(record))))
+
+
+async def check_embedder(conn: psycopg.AsyncConnection[DictRow], record: EmbedderRecord) -> None:
+    """Refuse an embedder other than the one that made the stored vectors.
+
+    A database with no record yet adopts `record` when its vector column has the same
+    dimensions (or holds no vectors at all).
+
+    Raises:
+        ConfigurationError: the vectors were made by another embedder (or have other
+            dimensions); the message names both and the command that fixes it.
+    """
+    fix = "run `memory-agent memories reindex` to re-embed the stored memories"
+    recorded = await recorded_embedder(conn)
+    if recorded is not None:
+        if recorded["name"] != record["name"] or recorded["dims"] != record["dims"]:
+            raise ConfigurationError(
+                f"the stored memories were embedded with {recorded['name']!r} "
+                f"({recorded['dims']} dims) but the embedder is now {record['name']!r} "
+                f"({record['dims']} dims): {fix} (or set MEMORY_AGENT_EMBEDDINGS back)"
+            )
+        return
+    row = await (await conn.execute(SELECT_VECTOR_DIMS)).fetchone()
+    dims = row["dims"] if row else -1
+    if dims not in (-1, record["dims"]):
+        count = await (await conn.execute(COUNT_VECTORS)).fetchone()
+        if count and count["n"]:
+            raise ConfigurationError(
+                f"the store's vectors have {dims} dimensions but the embedder gives "
+                f"{record['dims']}: {fix}"
+            )
+        await conn.execute(ALTER_VECTOR_DIMS.format(dims=int(record["dims"])))
+    await record_embedder(conn, record)
+
+
+async def reindex(store: AsyncPostgresStore, record: EmbedderRecord) -> ReindexReceipt:
+    """Re-embed every stored item with `store`'s embedder and refresh memories' terms.
+
+    The vector column is re-typed when the dimensions change; items are re-written through
+    the store (so it embeds them) page by page, and the new embedder is recorded last: an
+    interrupted re-index leaves the old record, so the next start still asks for a re-index.
+    """
+    dims = int(record["dims"])
+    async with _connection(store) as conn:
+        previous = await recorded_embedder(conn)
+        row = await (await conn.execute(SELECT_VECTOR_DIMS)).fetchone()
+        if row and row["dims"] != dims:
+            async with conn.transaction():
+                await conn.execute(DELETE_VECTORS)
+                await conn.execute(ALTER_VECTOR_DIMS.format(dims=dims))
+    items = 0
+    last = ("", "")
+    while True:
+        async with _connection(store) as conn:
+            cur = await conn.execute(SELECT_STORE_PAGE, (*last, _PAGE))
+            rows = await cur.fetchall()
+        if not rows:
+            break
+        ops = []
+        for r in rows:
+            value = r["value"]
+            if isinstance(value, dict) and "terms" in value:
+                value = with_terms(value)
+            ops.append(PutOp(tuple(r["prefix"].split(".")), r["key"], value))
+        await store.abatch(ops)
+        items += len(rows)
+        last = (rows[-1]["prefix"], rows[-1]["key"])
+        logger.info("re-indexed %d items", items)
+    async with _connection(store) as conn:
+        await record_embedder(conn, record)
+    return {"items": items, "dims": dims, "previous": previous}
