@@ -9,6 +9,7 @@ from langgraph.store.base import BaseStore, PutOp
 
 from memory_agent.events import now_iso
 from memory_agent.memory.namespaces import user_namespace
+from memory_agent.memory.records import with_terms
 from memory_agent.memory.service import memory_key
 
 TOPICS = (
@@ -64,8 +65,9 @@ def memory_ops(user_id: str, count: int, seed: int = 7) -> list[PutOp]:
             "created_at": now,
             "updated_at": now,
         }
+        # With its lexical terms, as the service writes it (recall's BM25 reads them).
         ops.append(
-            PutOp(user_namespace(user_id, ns_kind), memory_key(subject), value)  # type: ignore[arg-type]
+            PutOp(user_namespace(user_id, ns_kind), memory_key(subject), with_terms(value))  # type: ignore[arg-type]
         )
     return ops
 
