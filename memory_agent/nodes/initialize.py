@@ -109,7 +109,9 @@ async def initialize(
     }
     if first_turn:
         first = message_text(new_messages(state)[-1])
-        update |= {"thread_owner": user_id, "title": title_for(first), "created_at": now_iso()}
+        # An imported conversation (`AgentContext.now`) starts when its first turn happened.
+        created = ctx.now or now_iso()
+        update |= {"thread_owner": user_id, "title": title_for(first), "created_at": created}
     return Command(goto="planning", update=update)
 
 

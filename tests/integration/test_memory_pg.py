@@ -52,6 +52,8 @@ async def test_moving_supersedes_the_city_and_nothing_else(agent: Agent) -> None
     ]
     assert [e["text"] for e in moved] == ["User: I moved to Busan yesterday (2023-09-01)."]
     assert moved[0]["thread_id"] == "a-2" and moved[0]["message_ids"] == history[1]["message_ids"]
+    imported = await service.get_conversation("ada@example.com", "a-1")
+    assert imported is not None and imported["created_at"].startswith("2023-05-01")
 
 
 async def test_recall_is_exact_for_one_user_among_many(agent: Agent) -> None:
