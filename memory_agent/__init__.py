@@ -8,14 +8,17 @@ from memory_agent.errors import (
     InvalidInputError,
     MemoryAgentError,
     ModelError,
+    ThreadBusyError,
     ThreadOwnershipError,
     TransientError,
 )
 from memory_agent.graph import Agent, build_graph, builder, graph
-from memory_agent.manage import forget_user, memories
+from memory_agent.guard import GuardedAgent, resume_turn
+from memory_agent.manage import forget_user, memories, prune
 from memory_agent.memory import MemoryService
 from memory_agent.models import OfflineChatModel, resolve_chat_model
 from memory_agent.persistence import open_agent, open_pool, reindex_store, setup_database
+from memory_agent.retention import PruneReceipt
 from memory_agent.state import InputState, OutputState, SupervisorState
 from memory_agent.teams import Team, TeamRequest, default_teams
 
@@ -24,6 +27,7 @@ __all__ = [
     "AgentContext",
     "ConfigurationError",
     "DatabaseUnavailableError",
+    "GuardedAgent",
     "InputState",
     "InvalidInputError",
     "MemoryAgentError",
@@ -31,9 +35,11 @@ __all__ = [
     "ModelError",
     "OfflineChatModel",
     "OutputState",
+    "PruneReceipt",
     "SupervisorState",
     "Team",
     "TeamRequest",
+    "ThreadBusyError",
     "ThreadOwnershipError",
     "TransientError",
     "build_graph",
@@ -44,7 +50,9 @@ __all__ = [
     "memories",
     "open_agent",
     "open_pool",
+    "prune",
     "reindex_store",
     "resolve_chat_model",
+    "resume_turn",
     "setup_database",
 ]

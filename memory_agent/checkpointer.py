@@ -21,6 +21,17 @@ does not return before its background writes are), and the run's own later check
 this one to be saved, so the prune's snapshot holds nothing in flight. Pruning from inside a node
 instead could delete a checkpoint whose task writes are still being saved, leaving orphans.
 
+Concurrency. Upstream serialises every operation of a saver through one `asyncio.Lock`, which
+a single shared connection needs but a pool does not (each operation takes a connection of its
+own; the store already skips its lock for a pool). On a pool the lock is dropped here: with it,
+all the turns of a process queued behind each other's checkpoint writes (measured by
+`benchmarks/load.py --upstream-lock`: 83 against 100 turns/s with 200 users at once, medians of
+three runs; 13 against 72 with 20 users before the store's and pool's round trips were cut).
+
+Secrets. LangGraph merges the string and number values of the run config's `configurable` and
+`metadata` into every checkpoint's metadata; secret-looking keys ("api_key", "token", ...) are
+dropped before a checkpoint is written (see `memory_agent.secrets`).
+
 Durability. Turns run with LangGraph's default `durability="async"`, deliberately: each step's
 checkpoint is written while the next step runs, and the run returns only once all are committed.
 "sync" would add a database round trip per step to every turn. "exit" would write one
@@ -32,6 +43,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -41,8 +53,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import Durability
+from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import ConfigurationError
+from memory_agent.secrets import scrub_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +70,8 @@ _REMEMBERED_THREADS = 10_000
 
 
 class BoundedPostgresSaver(AsyncPostgresSaver):
-    """`AsyncPostgresSaver` that prunes each thread's superseded checkpoints as turns start.
+    """`AsyncPostgresSaver` that prunes each thread's superseded checkpoints as turns start,
+    works the pool in parallel and keeps secret-looking keys out of checkpoint metadata.
 
     Args:
         conn: a connection pool (or connection), as for `AsyncPostgresSaver`.
@@ -71,6 +86,8 @@ class BoundedPostgresSaver(AsyncPostgresSaver):
         if prune_every is not None and prune_every < 1:
             raise ConfigurationError("prune_every must be at least 1 (or None to keep all history)")
         self.prune_every = prune_every
+        if isinstance(conn, AsyncConnectionPool):
+            self.lock = contextlib.nullcontext()  # type: ignore[assignment]
         # Turns seen per thread since its last pruning. Process-local on purpose: losing it
         # (a restart, another process) only makes the next turn of a thread prune it.
         self._since_prune: OrderedDict[str, int] = OrderedDict()
@@ -82,7 +99,13 @@ class BoundedPostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        clean: RunnableConfig = {
+            **config,
+            "configurable": scrub_metadata(config.get("configurable") or {}),
+            "metadata": scrub_metadata(config.get("metadata") or {}),
+        }
+        scrubbed: Any = scrub_metadata(metadata)
+        saved = await super().aput(clean, checkpoint, scrubbed, new_versions)
         configurable = config.get("configurable", {})
         if (
             metadata.get("source") == "input"

@@ -1,4 +1,4 @@
-"""The `memory-agent` command: chat, one-shot questions, threads, memories, forget, db setup."""
+"""The `memory-agent` command: chat, one-shot questions, threads, memories, forget, prune, db."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from memory_agent.checkpointer import DURABILITY
 from memory_agent.context import AgentContext
 from memory_agent.errors import MemoryAgentError
 from memory_agent.graph import Agent
-from memory_agent.manage import forget_user, memories
+from memory_agent.guard import resume_turn
+from memory_agent.manage import forget_user, memories, prune
 from memory_agent.memory.records import Memory, MemoryKind
 from memory_agent.memory.service import AuditReport
 from memory_agent.persistence import database_url, open_agent, open_pool, reindex_store
@@ -59,6 +60,10 @@ async def _turn(
     agent: Agent, user: str | None, thread: str, text: str, ctx: AgentContext, live: bool
 ) -> str:
     config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    # A turn cut off by a crash or a database failure is finished first, so every question
+    # keeps its answer right after it.
+    if await resume_turn(agent, config, context=ctx) is not None:
+        print("  · finished the turn that was cut off on this thread", file=sys.stderr)
     turn: InputState = {"messages": [HumanMessage(text)], "user_id": user}
     answer: list[str] = []
     mid_line = False
@@ -244,6 +249,15 @@ async def _forget(args: argparse.Namespace, ctx: AgentContext) -> int:
     return 0
 
 
+async def _prune(args: argparse.Namespace, ctx: AgentContext) -> int:
+    async with open_agent(args.database, embeddings=args.embeddings) as agent:
+        receipt = await prune(
+            agent, args.older_than, keep_summaries=not args.drop_summaries, dry_run=args.dry_run
+        )
+    print(json.dumps(receipt, indent=2))
+    return 0
+
+
 async def _db(args: argparse.Namespace, ctx: AgentContext) -> int:
     async with open_agent(args.database, embeddings=args.embeddings, setup=True):
         pass
@@ -326,6 +340,17 @@ def parser() -> argparse.ArgumentParser:
     forget.add_argument("--user", required=True)
     forget.add_argument("--yes", action="store_true", help="confirm")
     forget.set_defaults(func=_forget)
+    prune_cmd = sub.add_parser(
+        "prune", help="delete threads inactive for longer than --older-than, and expired memories"
+    )
+    prune_cmd.add_argument("--older-than", required=True, help="e.g. 30d, 12h, 2w")
+    prune_cmd.add_argument(
+        "--drop-summaries",
+        action="store_true",
+        help="delete the pruned threads' conversation records too (default: keep them)",
+    )
+    prune_cmd.add_argument("--dry-run", action="store_true", help="only report what would go")
+    prune_cmd.set_defaults(func=_prune)
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     setup = db_sub.add_parser("setup", help="create or upgrade the tables (idempotent)")

@@ -48,6 +48,9 @@ class AgentContext:
     """ISO-8601 time of the turn (default: the clock). Set it when importing a past
     conversation: memories are dated by it and "yesterday" in the message is resolved
     against it."""
+    api_key: str | None = field(default=None, repr=False, metadata={"secret": True})
+    """API key for a "provider:model" chat model (else the provider's environment variable).
+    Secret: never checkpointed, never stored, hidden from `repr`."""
 
     def __post_init__(self) -> None:
         for name in ("max_input_chars", "message_window", "summary_chars"):

@@ -28,6 +28,11 @@ class ThreadOwnershipError(MemoryAgentError, PermissionError):
     """A turn on a thread by a user who does not own it was refused."""
 
 
+class ThreadBusyError(MemoryAgentError):
+    """The thread (or its user's data) stayed locked by another run for longer than the lock
+    timeout; nothing of this turn was stored, so it can simply be sent again."""
+
+
 class ModelError(MemoryAgentError):
     """A chat model or embedding model could not be resolved or called."""
 

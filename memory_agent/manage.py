@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.base import BaseStore
+from langgraph.store.postgres import AsyncPostgresStore
+from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import ConfigurationError
 from memory_agent.graph import Agent
 from memory_agent.memory.namespaces import validate_user_id
 from memory_agent.memory.service import ForgetReceipt, MemoryService
+from memory_agent.retention import PruneReceipt, forget_user_data, parse_age, prune_threads
 
 
 def _parts(agent: Agent) -> tuple[BaseStore, BaseCheckpointSaver[Any] | None]:
@@ -22,17 +27,70 @@ def _parts(agent: Agent) -> tuple[BaseStore, BaseCheckpointSaver[Any] | None]:
     return agent.store, checkpointer
 
 
+def _pool(agent: Agent) -> AsyncConnectionPool[Any] | None:
+    """The pool of an agent whose checkpointer and store share one PostgreSQL pool."""
+    saver, store = agent.checkpointer, agent.store
+    if (
+        isinstance(saver, AsyncPostgresSaver)
+        and isinstance(store, AsyncPostgresStore)
+        and isinstance(saver.conn, AsyncConnectionPool)
+        and saver.conn is store.conn
+    ):
+        return saver.conn
+    return None
+
+
 def memories(agent: Agent) -> MemoryService:
     """The memory service over the agent's store."""
     return MemoryService(_parts(agent)[0])
 
 
-async def forget_user(agent: Agent, user_id: str) -> ForgetReceipt:
-    """Delete every memory of the user and every thread they own; return what was deleted."""
+async def forget_user(agent: Agent, user_id: str, *, lock_timeout: float = 60.0) -> ForgetReceipt:
+    """Delete every memory of the user and every thread they own; return what was deleted.
+
+    On PostgreSQL (`open_agent`) this is one transaction, which first waits (up to
+    `lock_timeout` seconds) for the user's turns in flight; the receipt counts threads,
+    checkpoints, checkpoint blobs and writes, and store items by kind. Other stores (tests with
+    `InMemoryStore`) delete item by item.
+
+    Raises:
+        InvalidInputError: the user id is invalid.
+        ThreadBusyError: the user's turns did not finish in time; nothing was deleted.
+        DatabaseUnavailableError: PostgreSQL failed; nothing was deleted.
+    """
+    user_id = validate_user_id(user_id)
+    pool = _pool(agent)
+    if pool is not None:
+        return await forget_user_data(pool, user_id, lock_timeout=lock_timeout)
     store, checkpointer = _parts(agent)
-    receipt = await MemoryService(store).forget_user(validate_user_id(user_id))
+    receipt = await MemoryService(store).forget_user(user_id)
     if checkpointer is not None:
         for thread_id in receipt["threads"]:
             await checkpointer.adelete_thread(thread_id)
     receipt["deleted"]["threads"] = len(receipt["threads"]) if checkpointer is not None else 0
     return receipt
+
+
+async def prune(
+    agent: Agent,
+    older_than: timedelta | str,
+    *,
+    keep_summaries: bool = True,
+    dry_run: bool = False,
+) -> PruneReceipt:
+    """Delete threads inactive for longer than `older_than` ("30d" or a timedelta).
+
+    Their checkpoints go; their conversation records stay (the user's history of what was
+    discussed) unless `keep_summaries=False`; memories stay. Expired memories (see
+    `open_agent(memory_ttl=...)`) are deleted too. Threads a turn holds are skipped.
+
+    Raises:
+        ConfigurationError: the agent is not on PostgreSQL (`open_agent`).
+        InvalidInputError: `older_than` is not a positive duration.
+        DatabaseUnavailableError: PostgreSQL failed.
+    """
+    pool = _pool(agent)
+    if pool is None:
+        raise ConfigurationError("prune needs the PostgreSQL agent of open_agent()")
+    age = parse_age(older_than) if isinstance(older_than, str) else older_than
+    return await prune_threads(pool, age, keep_summaries=keep_summaries, dry_run=dry_run)

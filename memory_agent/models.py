@@ -169,8 +169,11 @@ def is_offline(model: str | BaseChatModel) -> bool:
     return isinstance(model, OfflineChatModel) or model == OFFLINE
 
 
-def resolve_chat_model(spec: str | BaseChatModel) -> BaseChatModel:
-    """The chat model named by `spec`: "offline", "provider:model", or an instance."""
+def resolve_chat_model(spec: str | BaseChatModel, *, api_key: str | None = None) -> BaseChatModel:
+    """The chat model named by `spec`: "offline", "provider:model", or an instance.
+
+    `api_key` goes to the provider's model ("provider:model" only).
+    """
     if isinstance(spec, BaseChatModel):
         return spec
     if spec == OFFLINE:
@@ -188,7 +191,8 @@ def resolve_chat_model(spec: str | BaseChatModel) -> BaseChatModel:
             "pip install 'memory-agent[providers]' and the provider's package"
         ) from exc
     try:
-        model: BaseChatModel = init_chat_model(spec)
+        extra: dict[str, Any] = {"api_key": api_key} if api_key else {}
+        model: BaseChatModel = init_chat_model(spec, **extra)
         return model
     except Exception as exc:
         raise ConfigurationError(f"model {spec!r} could not be initialised: {exc}") from exc

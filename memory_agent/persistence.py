@@ -9,37 +9,64 @@ directory, so a first run needs nothing installed. A database that cannot be rea
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
 import select
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import psycopg
 from langchain_core.embeddings import Embeddings
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.store.base import Op, PutOp, Result, SearchOp
+from langgraph.store.base import Op, PutOp, Result, SearchOp, TTLConfig
 from langgraph.store.postgres import AsyncPostgresStore
 from langgraph.store.postgres.base import Migration, PostgresIndexConfig
 from platformdirs import user_data_dir
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.pool_async import AddConnection, MaintenanceTask
 
 from memory_agent import vector_search
 from memory_agent.checkpointer import PRUNE_EVERY, BoundedPostgresSaver
-from memory_agent.errors import DatabaseUnavailableError
-from memory_agent.graph import Agent, build_graph
+from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
+from memory_agent.graph import build_graph
+from memory_agent.guard import Guard, GuardedAgent, guard_agent
+from memory_agent.locks import ThreadLocks, lock_key
 from memory_agent.memory import pg
 from memory_agent.memory.embeddings import HashingEmbeddings, embedder_name, resolve_embeddings
+from memory_agent.migrations import apply_migrations
+from memory_agent.retention import parse_age
 from memory_agent.teams import Team
 from memory_agent.vectors import PgVectorEmbeddings, register_vector_dumper
 
 logger = logging.getLogger(__name__)
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+MAX_RECONNECT_DELAY = 1.0
+"""Seconds between the pool's attempts to reconnect while PostgreSQL is down."""
+
+
+class RecoveringPool(AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]):
+    """A pool that retries a lost database every `MAX_RECONNECT_DELAY` seconds.
+
+    psycopg_pool doubles the delay between reconnection attempts without bound (until its
+    5-minute `reconnect_timeout`): after a one-minute outage it would wait up to another minute
+    once PostgreSQL is back, failing every turn meanwhile. Capping the delay makes the pool
+    recover within a second of the database.
+    """
+
+    async def schedule_task(self, task: MaintenanceTask, delay: float) -> None:
+        if isinstance(task, AddConnection):
+            delay = min(delay, MAX_RECONNECT_DELAY)
+        await super().schedule_task(task, delay)
+
 
 CONNECTION_KWARGS: dict[str, Any] = {
     "autocommit": True,
@@ -59,6 +86,16 @@ _EMBEDDED_DB = "memory_agent"
 def redact(url: str) -> str:
     """`url` without its password, for messages and logs."""
     return _PASSWORD.sub(r"\1***@", url)
+
+
+def describe(url: str) -> str:
+    """How a database is named in messages: its name, host and port (never the password)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return f"PostgreSQL at {redact(url)}"
+    name, host, port = params.get("dbname"), params.get("host"), params.get("port")
+    return f"PostgreSQL database {name or '?'!r} at {host or 'localhost'}:{port or 5432}"
 
 
 def agent_home() -> Path:
@@ -131,7 +168,7 @@ async def open_pool(
         raise DatabaseUnavailableError(
             f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}"
         ) from exc
-    pool: Pool = AsyncConnectionPool(
+    pool: Pool = RecoveringPool(
         url,
         min_size=min_size,
         max_size=max_size,
@@ -165,7 +202,7 @@ class ExactSearchStore(AsyncPostgresStore):
     VECTOR_MIGRATIONS = [*AsyncPostgresStore.VECTOR_MIGRATIONS[:2], Migration("SELECT 1")]
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        ops = list(ops)
+        ops = [self._with_default_ttl(op) for op in ops]
         mine = [i for i, op in enumerate(ops) if self.embeddings and vector_search.handles(op)]
         if not mine:
             return await super().abatch(ops)
@@ -209,6 +246,19 @@ class ExactSearchStore(AsyncPostgresStore):
             await asyncio.gather(searches(), others())
         return results
 
+    def _with_default_ttl(self, op: Op) -> Op:
+        # `aput` gives an item the default TTL; a `PutOp` written directly (batched writes)
+        # would not get one: every item written without a TTL gets the default here.
+        default = (self.ttl_config or {}).get("default_ttl")
+        if (
+            default is not None
+            and isinstance(op, PutOp)
+            and op.value is not None
+            and op.ttl is None
+        ):
+            return op._replace(ttl=default)
+        return op
+
 
 def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
     """The store's vector index: our embedder on the `text` field, exact (flat) search.
@@ -230,6 +280,13 @@ def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
     }
 
 
+SETUP_LOCK = lock_key("setup", "schema")
+"""Advisory lock held while tables are created or upgraded: two processes starting at once
+would otherwise race on LangGraph's CREATE TABLE IF NOT EXISTS and on our migrations."""
+TRY_SETUP_LOCK = "SELECT pg_try_advisory_lock(%s) AS ok"
+SETUP_WAIT = 600.0
+
+
 def _embedder_record(index: PostgresIndexConfig) -> pg.EmbedderRecord:
     embed = index.get("embed")
     name = embedder_name(embed) if isinstance(embed, Embeddings) else str(embed)
@@ -239,21 +296,48 @@ def _embedder_record(index: PostgresIndexConfig) -> pg.EmbedderRecord:
 async def setup_database(pool: Pool, index: PostgresIndexConfig) -> None:
     """Create or upgrade every table (idempotent: safe on a database made by an older version).
 
+    Runs LangGraph's checkpointer and store migrations, then ours (`migrations.MIGRATIONS`),
+    one process at a time.
+
     Raises:
-        DatabaseUnavailableError: a statement failed.
-        ConfigurationError: the stored vectors were made by another embedder (run
-            `memory-agent memories reindex`).
+        DatabaseUnavailableError: PostgreSQL failed.
+        ConfigurationError: the database was made by a newer memory_agent, or the stored
+            vectors were made by another embedder (run `memory-agent memories reindex`).
     """
+    url = pool.conninfo
+    if not isinstance(url, str):
+        raise ConfigurationError("setup_database needs a pool opened with a URL (open_pool)")
     try:
-        await AsyncPostgresSaver(pool).setup()
-        await ExactSearchStore(pool, index=index).setup()
-        async with pool.connection() as conn:
+        async with await psycopg.AsyncConnection.connect(
+            url, **CONNECTION_KWARGS, connect_timeout=10
+        ) as conn:
+            await _take_setup_lock(conn)
+            await AsyncPostgresSaver(pool).setup()
+            await ExactSearchStore(pool, index=index).setup()
             for statement in vector_search.SETUP:
                 await conn.execute(statement)
-            await pg.migrate(conn)
+            await apply_migrations(conn)
             await pg.check_embedder(conn, _embedder_record(index))
     except psycopg.Error as exc:
-        raise DatabaseUnavailableError(f"database setup failed: {exc}") from exc
+        raise DatabaseUnavailableError(
+            f"database setup failed on {describe(url)}: {str(exc).strip()}"
+        ) from exc
+
+
+async def _take_setup_lock(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    # Polled, not a blocking pg_advisory_lock: a session left waiting inside a statement would
+    # hold a snapshot, and LangGraph's CREATE INDEX CONCURRENTLY in the setup that holds the lock
+    # waits for every such snapshot: the two would wait for each other forever.
+    deadline = asyncio.get_running_loop().time() + SETUP_WAIT
+    while True:
+        row = await (await conn.execute(TRY_SETUP_LOCK, (SETUP_LOCK,))).fetchone()
+        if row is not None and row["ok"]:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise DatabaseUnavailableError(
+                f"another process has been setting up the database for {SETUP_WAIT:g} s"
+            )
+        await asyncio.sleep(0.1)
 
 
 async def reindex_store(
@@ -271,7 +355,7 @@ async def reindex_store(
             await AsyncPostgresSaver(pool).setup()
             await ExactSearchStore(pool, index=index).setup()
             async with pool.connection() as conn:
-                await pg.migrate(conn)
+                await apply_migrations(conn)
             return await pg.reindex(ExactSearchStore(pool, index=index), _embedder_record(index))
         except psycopg.Error as exc:
             raise DatabaseUnavailableError(f"re-indexing failed: {exc}") from exc
@@ -283,6 +367,24 @@ async def _resolve(embeddings: str | Embeddings | None) -> tuple[Embeddings, int
     return resolve_embeddings(embeddings)
 
 
+def ttl_config(memory_ttl: timedelta | str | None) -> TTLConfig | None:
+    """The store's TTL settings for `memory_ttl` (None: memories never expire).
+
+    Every store item written without its own TTL gets this one; reading an item renews it, and
+    expired items are hidden at once and deleted by `prune`.
+    """
+    if memory_ttl is None:
+        return None
+    ttl = parse_age(memory_ttl) if isinstance(memory_ttl, str) else memory_ttl
+    if ttl <= timedelta(0):
+        raise ConfigurationError("memory_ttl must be positive")
+    return {
+        "default_ttl": ttl.total_seconds() / 60,
+        "refresh_on_read": True,
+        "omit_expired": True,
+    }
+
+
 @asynccontextmanager
 async def open_agent(
     database: str | None = None,
@@ -292,15 +394,27 @@ async def open_agent(
     pool_size: int = 10,
     teams: Sequence[Team] | None = None,
     prune_every: int | None = PRUNE_EVERY,
-) -> AsyncIterator[Agent]:
+    pool_timeout: float = 30.0,
+    lock_timeout: float = 60.0,
+    memory_ttl: timedelta | str | None = None,
+) -> AsyncIterator[GuardedAgent]:
     """The supervisor graph compiled with PostgreSQL persistence, for the life of the block.
+
+    Every run goes through the boundary of `guard.GuardedAgent`: its input is validated before
+    anything is stored, turns on one thread run one at a time (across processes), and a
+    PostgreSQL failure raises `DatabaseUnavailableError`, after which the thread resumes from
+    its last checkpoint.
 
     Args:
         database: a PostgreSQL URL; default $DATABASE_URL, else the embedded database.
         embeddings: "offline", "local", "provider:model" or an `Embeddings`; default
             $MEMORY_AGENT_EMBEDDINGS, else "offline".
         setup: create/upgrade the tables first (idempotent).
-        pool_size: the most connections the pool opens.
+        pool_size: the most connections the pool opens (the thread locks use one more).
+        pool_timeout: seconds to wait for a pooled connection before failing the run.
+        lock_timeout: seconds a turn waits for its thread before `ThreadBusyError`.
+        memory_ttl: memories (and conversation records) not read or written for this long
+            expire, e.g. "90d" or a `timedelta`; default $MEMORY_AGENT_MEMORY_TTL, else never.
         teams: the supervisor's teams; None: the built-in `memory` and `history` teams
             (see `build_graph`).
         prune_every: prune a thread's superseded checkpoints every this many turns, keeping
@@ -312,10 +426,23 @@ async def open_agent(
     """
     emb, dims = await _resolve(embeddings)
     index = index_config(emb, dims)
+    ttl = ttl_config(memory_ttl or os.environ.get("MEMORY_AGENT_MEMORY_TTL") or None)
     url = await database_url(database)
-    async with open_pool(url, max_size=pool_size) as pool:
+    async with open_pool(url, max_size=pool_size, timeout=pool_timeout) as pool:
         if setup:
             await setup_database(pool, index)
         checkpointer = BoundedPostgresSaver(pool, prune_every=prune_every)
-        store = ExactSearchStore(pool, index=index)
-        yield build_graph(checkpointer=checkpointer, store=store, teams=teams)
+        store = ExactSearchStore(pool, index=index, ttl=ttl)
+        connect = functools.partial(
+            psycopg.AsyncConnection.connect,
+            url,
+            **CONNECTION_KWARGS,
+            connect_timeout=10,
+            application_name="memory_agent.locks",
+        )
+        locks = ThreadLocks(connect, timeout=lock_timeout, describe=describe(url))
+        try:
+            agent = build_graph(checkpointer=checkpointer, store=store, teams=teams)
+            yield guard_agent(agent, Guard(locks=locks, database=describe(url), pool=pool))
+        finally:
+            await locks.close()

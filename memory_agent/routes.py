@@ -9,9 +9,10 @@ open server (no tokens configured) `user_id` is required and names the user.
     GET    /me/memories/search?q=..       the memories most relevant to `q` (`limit`, default 10)
     DELETE /me/memories/{key}             delete one memory -> {"deleted": key}
     DELETE /me                            forget me: every memory and thread -> a receipt
+                                          (checkpoints and memories in one transaction)
 
 Errors are JSON `{"error": <code>, "detail": <message>}` with the matching status: 400, 401,
-403, 404, 422, 503.
+403, 404, 409 (the user's turns did not finish in time), 422, 503.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any, get_args
 
 import httpx
 import psycopg
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from psycopg_pool import PoolTimeout
@@ -34,12 +34,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from memory_agent.auth import OWNER_KEY, TokenTable
-from memory_agent.errors import DatabaseUnavailableError, InvalidInputError
+from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
 from memory_agent.memory.extraction import DraftKind
 from memory_agent.memory.namespaces import validate_user_id
 from memory_agent.memory.service import MemoryService
+from memory_agent.persistence import Pool
+from memory_agent.retention import forget_user_data
 from memory_agent.server import open_server_store, server_pool
 from memory_agent.state import MemoryBudget
+from memory_agent.validation import validate_key
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class RouteError(Exception):
 @dataclass
 class _Deps:
     service: MemoryService
-    saver: AsyncPostgresSaver
+    pool: Pool
     client: LangGraphClient
     auth_on: bool
 
@@ -116,18 +119,22 @@ async def _search(request: Request, deps: _Deps, user: str) -> Any:
 
 
 async def _delete_memory(request: Request, deps: _Deps, user: str) -> Any:
-    key = request.path_params["key"]
+    key = validate_key(request.path_params["key"], "memory key")
     if not await deps.service.delete_memory(user, key):
         raise RouteError(404, "not_found", f"no memory {key!r}")
     return {"deleted": key}
 
 
 async def _forget(request: Request, deps: _Deps, user: str) -> Any:
-    receipt = await deps.service.forget_user(user)
-    candidates = dict.fromkeys([*receipt["threads"], *await _server_threads(deps, user)])
-    deleted = [tid for tid in candidates if await _delete_thread(deps, user, tid)]
-    receipt["deleted"]["threads"] = len(deleted)
-    receipt["threads"] = deleted
+    # The server's own records of the user's threads, found before their checkpoints go.
+    on_server = await _server_threads(deps, user)
+    # Checkpoints and memories: one transaction (see `retention.forget_user_data`).
+    receipt = await forget_user_data(deps.pool, user)
+    for thread_id in on_server:
+        await _delete_server_thread(deps, thread_id)
+    threads = sorted({*receipt["threads"], *on_server})
+    receipt["threads"] = threads
+    receipt["deleted"]["threads"] = len(threads)
     logger.info("forgot user: %s", receipt["deleted"])
     return receipt
 
@@ -154,33 +161,13 @@ async def _server_threads(deps: _Deps, user: str) -> list[str]:
         offset += _THREAD_PAGE
 
 
-async def _delete_thread(deps: _Deps, user: str, thread_id: str) -> bool:
-    """Delete one thread if (and only if) it is the user's; True when deleted.
-
-    A thread the server knows is checked against its owner and deleted through the server (its
-    record and its checkpoints); one only the database knows (written by a program or the CLI on
-    the same database) is checked against the owner in its latest checkpoint.
-    """
+async def _delete_server_thread(deps: _Deps, thread_id: str) -> None:
+    """Delete the server's record of a thread (its copy of the state included)."""
     try:
-        thread = await deps.client.threads.get(thread_id)
+        await deps.client.threads.delete(thread_id)
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code not in (404, 422):
             raise
-        thread = None
-    if thread is not None:
-        if deps.auth_on:
-            owner = (thread.get("metadata") or {}).get(OWNER_KEY)
-        else:
-            owner = (thread.get("values") or {}).get("thread_owner")
-        if owner != user:
-            return False
-        await deps.client.threads.delete(thread_id)
-        return True
-    latest = await deps.saver.aget_tuple({"configurable": {"thread_id": thread_id}})
-    if latest is None or latest.checkpoint["channel_values"].get("thread_owner") != user:
-        return False
-    await deps.saver.adelete_thread(thread_id)
-    return True
 
 
 def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
@@ -194,6 +181,8 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
             error = (exc.status, exc.code, exc.detail)
         except InvalidInputError as exc:
             error = (422, "invalid_input", str(exc))
+        except ThreadBusyError as exc:
+            error = (409, "busy", str(exc))
         except (DatabaseUnavailableError, psycopg.OperationalError, PoolTimeout) as exc:
             logger.error("database unavailable: %s", exc)
             error = (503, "database_unavailable", "the database is unavailable")
@@ -214,7 +203,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     ):
         app.state.memory_routes = _Deps(
             service=MemoryService(store),
-            saver=AsyncPostgresSaver(pool),
+            pool=pool,
             client=client,
             auth_on=TokenTable.from_env() is not None,
         )

@@ -1,7 +1,7 @@
 """The PostgreSQL side of memory: an inverted index for BM25, the embedder record, re-embedding.
 
 Recall's BM25 reads our inverted index (its vector search is the store's). Our tables, created
-by `MIGRATIONS` (append-only: the index is the version):
+by `memory_agent.migrations` (append-only: the index is the version):
 - `memory_terms`: one row per (memory, term) with the term's weight and the memory's length,
   keyed (namespace, term, memory), so BM25 reads only the postings of the query's terms in the
   user's namespaces, however many memories the user has;
@@ -31,71 +31,11 @@ from psycopg_pool import AsyncConnectionPool
 from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
 from memory_agent.memory.lexical import K1, B
 from memory_agent.memory.records import with_terms
+from memory_agent.migrations import apply_migrations
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS: list[str] = [
-    "CREATE TABLE IF NOT EXISTS memory_agent_settings "
-    "(name text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
-    """
-CREATE TABLE IF NOT EXISTS memory_terms (
-    prefix text NOT NULL,
-    key text NOT NULL,
-    term text NOT NULL,
-    tf real NOT NULL,
-    len real NOT NULL,
-    PRIMARY KEY (prefix, term, key)
-);
-CREATE TABLE IF NOT EXISTS memory_term_stats (
-    prefix text PRIMARY KEY,
-    docs bigint NOT NULL,
-    total_len double precision NOT NULL
-);
-CREATE OR REPLACE FUNCTION memory_agent_index_terms() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP <> 'INSERT' AND OLD.value->>'scope' = 'memory' AND OLD.value ? 'terms' THEN
-        -- By the old terms, so the primary key serves (no second index to keep).
-        DELETE FROM memory_terms
-         WHERE prefix = OLD.prefix
-           AND term = ANY(ARRAY(SELECT jsonb_object_keys(OLD.value->'terms')))
-           AND key = OLD.key;
-        UPDATE memory_term_stats
-           SET docs = docs - 1, total_len = total_len - (OLD.value->>'length')::float8
-         WHERE prefix = OLD.prefix;
-    END IF;
-    IF TG_OP <> 'DELETE' AND NEW.value->>'scope' = 'memory' AND NEW.value ? 'terms' THEN
-        INSERT INTO memory_terms (prefix, key, term, tf, len)
-        SELECT NEW.prefix, NEW.key, t.key, t.value::text::real, (NEW.value->>'length')::real
-          FROM jsonb_each(NEW.value->'terms') AS t;
-        INSERT INTO memory_term_stats AS s (prefix, docs, total_len)
-        VALUES (NEW.prefix, 1, (NEW.value->>'length')::float8)
-        ON CONFLICT (prefix) DO UPDATE
-           SET docs = s.docs + 1, total_len = s.total_len + EXCLUDED.total_len;
-    END IF;
-    RETURN NULL;
-END $$;
-DROP TRIGGER IF EXISTS memory_agent_terms ON store;
-CREATE TRIGGER memory_agent_terms AFTER INSERT OR UPDATE OR DELETE ON store
-    FOR EACH ROW EXECUTE FUNCTION memory_agent_index_terms();
-INSERT INTO memory_terms (prefix, key, term, tf, len)
-SELECT s.prefix, s.key, t.key, t.value::text::real, (s.value->>'length')::real
-  FROM store s, jsonb_each(s.value->'terms') AS t
- WHERE s.value->>'scope' = 'memory' AND s.value ? 'terms'
-ON CONFLICT DO NOTHING;
-INSERT INTO memory_term_stats (prefix, docs, total_len)
-SELECT prefix, count(*), sum((value->>'length')::float8)
-  FROM store WHERE value->>'scope' = 'memory' AND value ? 'terms'
- GROUP BY prefix
-ON CONFLICT (prefix) DO NOTHING;
-""",
-]
-"""Our own schema changes. Append only: never edit or reorder (the index is the version)."""
 
-CREATE_MIGRATIONS_TABLE = (
-    "CREATE TABLE IF NOT EXISTS memory_agent_migrations (v integer PRIMARY KEY)"
-)
-SELECT_VERSION = "SELECT coalesce(max(v), -1) AS v FROM memory_agent_migrations"
-INSERT_VERSION = "INSERT INTO memory_agent_migrations (v) VALUES (%s)"
 SELECT_SETTING = "SELECT value FROM memory_agent_settings WHERE name = %s"
 UPSERT_SETTING = """
 INSERT INTO memory_agent_settings (name, value) VALUES (%s, %s)
@@ -234,15 +174,8 @@ async def lexical_search(
 
 
 async def migrate(conn: psycopg.AsyncConnection[DictRow]) -> None:
-    """Apply the migrations not applied yet (idempotent)."""
-    await conn.execute(CREATE_MIGRATIONS_TABLE)
-    row = await (await conn.execute(SELECT_VERSION)).fetchone()
-    version = int(row["v"]) if row else -1
-    for v, sql in enumerate(MIGRATIONS[version + 1 :], start=version + 1):
-        async with conn.transaction():
-            # Not prepared: a migration may hold several statements.
-            await conn.execute(sql, prepare=False)
-            await conn.execute(INSERT_VERSION, (v,))
+    """Apply the migrations not applied yet (idempotent); see `memory_agent.migrations`."""
+    await apply_migrations(conn)
 
 
 async def recorded_embedder(conn: psycopg.AsyncConnection[DictRow]) -> EmbedderRecord | None:

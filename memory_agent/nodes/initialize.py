@@ -28,6 +28,7 @@ from memory_agent.memory.namespaces import validate_user_id
 from memory_agent.memory.summaries import title_for
 from memory_agent.models import message_text
 from memory_agent.state import Rejection, SupervisorState, reset_team_accounting
+from memory_agent.validation import storage_problem
 
 AUTH_USER_KEY = "langgraph_auth_user_id"
 
@@ -65,10 +66,8 @@ def _check(state: SupervisorState, auth_user: str | None, ctx: AgentContext) -> 
         raise InvalidInputError(
             f"the message is {len(text)} characters long; the limit is {ctx.max_input_chars}"
         )
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError("the message is not valid Unicode (lone surrogate)") from exc
+    if problem := storage_problem(text):
+        raise InvalidInputError(f"the message {problem}")
     return user_id
 
 

@@ -25,7 +25,7 @@ async def planning(
     """The node; graph.py binds `teams` (the registered teams) with `functools.partial`."""
     ctx = resolve_context(runtime.context)
     text = message_text(state["messages"][-1])
-    model = None if is_offline(ctx.model) else resolve_chat_model(ctx.model)
+    model = None if is_offline(ctx.model) else resolve_chat_model(ctx.model, api_key=ctx.api_key)
     intent, reason = await classify(text, model)
     budget = budget_for(intent, ctx)
     user_id = state.get("user_id")

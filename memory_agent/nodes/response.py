@@ -36,7 +36,7 @@ def system_prompt(state: SupervisorState) -> str:
 
 async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
-    model = resolve_chat_model(ctx.model)
+    model = resolve_chat_model(ctx.model, api_key=ctx.api_key)
     messages: list[AnyMessage] = list(state["messages"])
     answer = await model.ainvoke([SystemMessage(system_prompt(state)), *messages])
     answer = AIMessage(content=message_text(answer), id=answer.id or str(uuid.uuid4()))
