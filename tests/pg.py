@@ -44,3 +44,38 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class StoppableServer:
+    """An embedded PostgreSQL of its own, which a test may stop and start again.
+
+    The fault tests use it (never the shared test server), so stopping it disturbs no other test.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        from pgserver.postgres_server import get_server
+
+        self._server = get_server(workdir / "pgdata", cleanup_mode="delete")
+        self.url = str(self._server.get_uri())
+
+    def stop(self) -> None:
+        """Stop PostgreSQL now (fast shutdown: open sessions are cut)."""
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(
+            ["-w", "-m", "fast", "stop"],
+            pgdata=self._server.pgdata,
+            user=self._server.system_user,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        """Start it again, at the same address."""
+        from pgserver.postgres_server import PostgresServer
+
+        with PostgresServer._lock:
+            self._server.ensure_postgres_running()
+        assert str(self._server.get_uri()) == self.url
+
+    def close(self) -> None:
+        self._server.cleanup()
