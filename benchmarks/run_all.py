@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("turn_latency", "throughput", "checkpoint_growth", "memory_scale", "cold_start")
+BENCHMARKS = (
+    "turn_latency",
+    "throughput",
+    "checkpoint_growth",
+    "memory_scale",
+    "cold_start",
+    "load",
+)
 
 
 def run_one(name: str, quick: bool) -> dict[str, Any]:

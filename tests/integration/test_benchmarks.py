@@ -25,6 +25,7 @@ KEYS = {
     "checkpoint_growth": {"agent_bytes", "bare_bytes"},
     "memory_scale": {"runs"},
     "cold_start": {"warm_s", "first_s"},
+    "load": {"turns", "errors", "turns_per_s", "latency_ms", "peak_connections", "rss_mb"},
 }
 
 
@@ -49,6 +50,9 @@ def test_every_benchmark_runs_and_reports_its_keys(pg_server: str) -> None:
         keys = {"user_memories", "total_memories", "p50_ms", "p95_ms", "embed_p50_ms"}
         assert keys | {"complete_ratio"} <= run.keys()
         assert run["complete_ratio"] == 1.0
+    load = results["load"]
+    assert load["errors"] == load["wrong_answers"] == load["leaked_answers"] == 0
+    assert load["met"] == {"no_errors": True, "bounded_connections": True}
     growth = results["checkpoint_growth"]
     assert set(growth["agent_bytes"]) == set(growth["bare_bytes"]) == {"2", "5", "10"}
     assert growth["agent_state_last"]["window_messages"] <= 12
