@@ -67,12 +67,27 @@ def crash_at(url: str, tmp: Path, point: str, thread: str, user: str, text: str)
     proc.stderr.close()
 
 
-def facts(url: str, user: str) -> list[tuple[Any, ...]]:
+def memory_rows(url: str, user: str) -> list[tuple[Any, ...]]:
+    """Every memory of the user, as stored: facts, preferences and entities whole; episodes by
+    key only (an episode is rewritten, under its key, with the time of the step that wrote it)."""
     with psycopg.connect(url) as conn:
         return list(
             conn.execute(
-                "SELECT value->>'subject', value->>'text', updated_at FROM store "
-                "WHERE prefix LIKE %s AND value->>'scope' = 'memory' ORDER BY 1",
+                "SELECT prefix, key, CASE WHEN prefix LIKE '%%.episodes' THEN NULL "
+                "ELSE (value::text, updated_at)::text END FROM store "
+                "WHERE prefix LIKE %s AND value->>'scope' = 'memory' ORDER BY 1, 2",
+                (f"users.{user}.%",),
+            ).fetchall()
+        )
+
+
+def facts(url: str, user: str) -> list[tuple[str, str]]:
+    """The user's facts and preferences: (subject, text), by subject."""
+    with psycopg.connect(url) as conn:
+        return list(
+            conn.execute(
+                "SELECT value->>'subject', value->>'text' FROM store WHERE prefix LIKE %s "
+                "AND value->>'scope' = 'memory' AND value->>'subject' IS NOT NULL ORDER BY 1",
                 (f"users.{user}.%",),
             ).fetchall()
         )
@@ -93,7 +108,7 @@ def test_killed_in_the_response_node_then_the_cli_resumes(
     assert asked.stdout.strip() == "Your name is Kim."
     checked = cli(database_url, "threads", "--user", "kim", "--json")
     assert '"message_count": 6' in checked.stdout
-    assert [f[:2] for f in facts(database_url, "kim")] == [
+    assert facts(database_url, "kim") == [
         ("location", "The user lives in Oslo."),
         ("name", "The user's name is Kim."),
     ]
@@ -103,8 +118,8 @@ async def test_killed_after_the_turns_writes_before_its_checkpoint(
     database_url: str, tmp_path: Path
 ) -> None:
     crash_at(database_url, tmp_path, "persist", "p", "pat", "My name is Pat. I love tea.")
-    written = facts(database_url, "pat")
-    assert [f[0] for f in written] == ["name", "preference:tea"]  # committed before the kill
+    written = memory_rows(database_url, "pat")
+    assert [f[0] for f in facts(database_url, "pat")] == ["name", "preference:tea"]  # committed
     record = conversation_row(database_url, "pat", "p")
     async with open_agent(database_url) as agent:
         resumed = await resume_turn(agent, cfg("p"))
@@ -114,8 +129,8 @@ async def test_killed_after_the_turns_writes_before_its_checkpoint(
         ("human", "My name is Pat. I love tea."),
         ("ai", ACK),
     ]
-    # The resumed step rewrote nothing: same rows, untouched (their updated_at included).
-    assert facts(database_url, "pat") == written
+    # The resumed step wrote no memory twice: the same rows, the facts untouched.
+    assert memory_rows(database_url, "pat") == written
     assert conversation_row(database_url, "pat", "p") == record
     convs = cli(database_url, "threads", "--user", "pat", "--json")
     assert '"message_count": 2' in convs.stdout

@@ -79,7 +79,10 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 def reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE checkpoints, checkpoint_blobs, checkpoint_writes, store CASCADE")
+        conn.execute(
+            "TRUNCATE checkpoints, checkpoint_blobs, checkpoint_writes, store, memory_terms, "
+            "memory_term_stats CASCADE"
+        )
 
 
 @settings(

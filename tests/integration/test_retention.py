@@ -80,7 +80,7 @@ async def test_forget_user_deletes_everything_of_theirs_in_one_transaction(
     await say(agent, "bob", "b1", "My name is Bob.")
     bob_before = table_counts(database_url, ["b1"], "users.bob.")
     ann_before = table_counts(database_url, ["a1", "a2", "a3"], "users.ann.")
-    assert ann_before["checkpoints"] > 0 and ann_before["store"] == 5
+    assert ann_before["checkpoints"] > 0 and ann_before["store"] > 0
 
     receipt = await forget_user(agent, "ann")
 
@@ -92,6 +92,8 @@ async def test_forget_user_deletes_everything_of_theirs_in_one_transaction(
     assert deleted["checkpoint_blobs"] == ann_before["checkpoint_blobs"]
     assert deleted["checkpoint_writes"] == ann_before["checkpoint_writes"]
     assert (deleted["conversations"], deleted["facts"], deleted["preferences"]) == (2, 2, 1)
+    kinds = ("conversations", "facts", "preferences", "entities", "episodes", "history")
+    assert sum(deleted[k] for k in kinds) == ann_before["store"]
     assert table_counts(database_url, ["a1", "a2", "a3"], "users.ann.") == dict.fromkeys(
         ann_before, 0
     )

