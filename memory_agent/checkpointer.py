@@ -25,7 +25,7 @@ Concurrency. Upstream serialises every operation of a saver through one `asyncio
 a single shared connection needs but a pool does not (each operation takes a connection of its
 own; the store already skips its lock for a pool). On a pool the lock is dropped here: with it,
 all the turns of a process queued behind each other's checkpoint writes (measured by
-`benchmarks/load.py --upstream-lock`: 83 against 100 turns/s with 200 users at once, medians of
+`benchmarks/load.py --upstream-lock`: 91 against 103 turns/s with 200 users at once, medians of
 three runs; 13 against 72 with 20 users before the store's and pool's round trips were cut).
 
 Secrets. LangGraph merges the string and number values of the run config's `configurable` and
