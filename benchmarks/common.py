@@ -108,8 +108,8 @@ def machine(url: str | None = None) -> dict[str, Any]:
 
 
 @contextmanager
-def _server() -> Iterator[str]:
-    if url := os.environ.get("DATABASE_URL"):
+def _server(url: str | None = None) -> Iterator[str]:
+    if url := url or os.environ.get("DATABASE_URL"):
         yield url
         return
     from pgserver.postgres_server import get_server
@@ -123,9 +123,10 @@ def _server() -> Iterator[str]:
 
 
 @contextmanager
-def database() -> Iterator[str]:
-    """A fresh, empty database for one benchmark; dropped on exit."""
-    with _server() as admin:
+def database(server: str | None = None) -> Iterator[str]:
+    """A fresh, empty database for one benchmark, on `server` (else $DATABASE_URL's server, else
+    a temporary embedded one); dropped on exit."""
+    with _server(server) as admin:
         name = f"bench_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')

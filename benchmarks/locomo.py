@@ -30,16 +30,14 @@ import platform
 import re
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common import database
 from langchain_core.messages import HumanMessage
 
 from memory_agent.memory import records as memory_records
@@ -238,44 +236,6 @@ def baseline_bm25(conversations: list[Conversation], ks: list[int]) -> dict[str,
     return scores.overall()
 
 
-@contextmanager
-def _embedded_server() -> Iterator[str]:
-    from pgserver.postgres_server import get_server
-
-    with tempfile.TemporaryDirectory(prefix="locomo-pg-") as tmp:
-        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
-        try:
-            yield str(server.get_uri())
-        finally:
-            server.cleanup()
-
-
-@asynccontextmanager
-async def _database(url: str | None) -> AsyncIterator[str]:
-    """A fresh database on `url`'s server (else on a temporary embedded one); dropped after."""
-    import uuid
-
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    with _embedded_server() if url is None else _nullcontext(url) as admin:
-        name = f"locomo_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        params = conninfo_to_dict(admin)
-        params["dbname"] = name
-        try:
-            yield make_conninfo(**params)
-        finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def _nullcontext(value: str) -> Iterator[str]:
-    yield value
-
-
 ABLATIONS = {
     "lexical": "lexical=1,semantic=0,recency=0,importance=0",
     "semantic": "lexical=0,semantic=1,recency=0,importance=0",
@@ -301,56 +261,57 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         memory_records.MIN_SENTENCE_WORDS = sys.maxsize
     embeddings, dims = resolve_embeddings(args.embedder)
     index = index_config(embeddings, dims)
-    async with _database(args.database) as url, open_pool(url, max_size=4) as pool:
-        await setup_database(pool, index)
-        store = ExactSearchStore(pool, index=index)
-        base = default_weights(store)
-        weights = RecallWeights.parse(args.weights, base) if args.weights else base
-        service = MemoryService(store, weights=weights)
-        started = time.perf_counter()
-        turns = 0
-        for conv in conversations:
-            turns += await ingest(service, conv)
-        ingest_ms = (time.perf_counter() - started) * 1000
-        memories = 0
-        for conv in conversations:
-            kinds = ("fact", "preference", "entity", "episode")
-            memories += len(await service.list_memories(conv.sample_id, kinds=kinds))
-        scores, latencies = await ask_all(service, conversations, ks)
-        result: dict[str, Any] = {
-            "overall": scores.overall(),
-            "by_category": scores.by_category(),
-            "ingest_ms_per_turn": round(ingest_ms / max(turns, 1), 3),
-            "recall_p50_ms": round(_percentile(latencies, 0.50), 3),
-            "recall_p95_ms": round(_percentile(latencies, 0.95), 3),
-            "memories": memories,
-            "turns": turns,
-            "questions": sum(len(c.questions) for c in conversations),
-            "conversations": [c.sample_id for c in conversations],
-            "embedder": args.embedder or os.environ.get("MEMORY_AGENT_EMBEDDINGS", "offline"),
-            "weights": asdict(weights),
-            "episode_context": [
-                memory_records.CONTEXT_BEFORE,
-                memory_records.CONTEXT_AFTER,
-                memory_records.CONTEXT_MESSAGE,
-            ],
-            "episodes_per": "message" if args.whole_messages else "sentence",
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, {platform.system()}",
-        }
-        if args.ablations:
-            ablations: dict[str, Any] = {}
-            for name, spec in ABLATIONS.items():
-                service.weights = RecallWeights.parse(spec, weights)
-                s, lat = await ask_all(service, conversations, ks)
-                overall, cats = s.overall(), s.by_category()
-                ablations[name] = {
-                    "recall@10": overall.get("recall@10"),
-                    "multi-hop recall@10": cats.get("1", {}).get("recall@10"),
-                    "words@10": overall.get("words@10"),
-                    "recall_p50_ms": round(_percentile(lat, 0.5), 3),
-                }
-            result["ablations"] = ablations
+    with database(args.database) as url:
+        async with open_pool(url, max_size=4) as pool:
+            await setup_database(pool, index)
+            store = ExactSearchStore(pool, index=index)
+            base = default_weights(store)
+            weights = RecallWeights.parse(args.weights, base) if args.weights else base
+            service = MemoryService(store, weights=weights)
+            started = time.perf_counter()
+            turns = 0
+            for conv in conversations:
+                turns += await ingest(service, conv)
+            ingest_ms = (time.perf_counter() - started) * 1000
+            memories = 0
+            for conv in conversations:
+                kinds = ("fact", "preference", "entity", "episode")
+                memories += len(await service.list_memories(conv.sample_id, kinds=kinds))
+            scores, latencies = await ask_all(service, conversations, ks)
+            result: dict[str, Any] = {
+                "overall": scores.overall(),
+                "by_category": scores.by_category(),
+                "ingest_ms_per_turn": round(ingest_ms / max(turns, 1), 3),
+                "recall_p50_ms": round(_percentile(latencies, 0.50), 3),
+                "recall_p95_ms": round(_percentile(latencies, 0.95), 3),
+                "memories": memories,
+                "turns": turns,
+                "questions": sum(len(c.questions) for c in conversations),
+                "conversations": [c.sample_id for c in conversations],
+                "embedder": args.embedder or os.environ.get("MEMORY_AGENT_EMBEDDINGS", "offline"),
+                "weights": asdict(weights),
+                "episode_context": [
+                    memory_records.CONTEXT_BEFORE,
+                    memory_records.CONTEXT_AFTER,
+                    memory_records.CONTEXT_MESSAGE,
+                ],
+                "episodes_per": "message" if args.whole_messages else "sentence",
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                f"{platform.python_version()}, {platform.system()}",
+            }
+            if args.ablations:
+                ablations: dict[str, Any] = {}
+                for name, spec in ABLATIONS.items():
+                    service.weights = RecallWeights.parse(spec, weights)
+                    s, lat = await ask_all(service, conversations, ks)
+                    overall, cats = s.overall(), s.by_category()
+                    ablations[name] = {
+                        "recall@10": overall.get("recall@10"),
+                        "multi-hop recall@10": cats.get("1", {}).get("recall@10"),
+                        "words@10": overall.get("words@10"),
+                        "recall_p50_ms": round(_percentile(lat, 0.5), 3),
+                    }
+                result["ablations"] = ablations
     if args.baseline:
         result["baseline_bm25_per_turn"] = baseline_bm25(conversations, ks)
     return result

@@ -21,47 +21,15 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import psycopg
+from common import database
 from langchain_core.tools import BaseTool, tool
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from memory_agent import Agent, Team, default_teams, open_agent
 
 USER = "bench-teams"
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    """A fresh database on $DATABASE_URL's server, else on a temporary embedded server."""
-    server = None
-    admin = os.environ.get("DATABASE_URL")
-    tmp = tempfile.TemporaryDirectory()
-    if not admin:
-        from pgserver.postgres_server import get_server
-
-        server = get_server(Path(tmp.name) / "pgdata", cleanup_mode="delete")
-        admin = str(server.get_uri())
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(admin)
-    params["dbname"] = name
-    try:
-        yield make_conninfo(**params)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()
-        tmp.cleanup()
 
 
 def sleeper(name: str, seconds: float) -> Team:
