@@ -9,11 +9,15 @@ directory, so a first run needs nothing installed. A database that cannot be rea
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
 import re
 import select
+import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -104,12 +108,55 @@ def agent_home() -> Path:
     return Path(home).expanduser() if home else Path(user_data_dir("memory-agent"))
 
 
-def _start_embedded(home: Path) -> str:
-    from pgserver.postgres_server import get_server
+def _pgserver() -> Any:
+    """The `pgserver.postgres_server` module, imported without platformdirs' runtime warning.
 
-    home.mkdir(parents=True, exist_ok=True)
+    pgserver keeps its inter-process lock under the user's runtime directory; without
+    XDG_RUNTIME_DIR (containers, CI, ssh sessions) platformdirs warns on every import and falls
+    back to a private `/tmp/runtime-<uid>` it checks itself: nothing a user did, nothing to fix.
+    """
+    from platformdirs import RuntimeDirWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeDirWarning)
+        import pgserver.postgres_server as module
+    return module
+
+
+def _live_users(pgdata: Path) -> list[int]:
+    """Drop dead processes from pgserver's list of the server's users.
+
+    pgserver stops the server when the last process in `.handle_pids.json` exits, but a process
+    that dies without running its exit handlers (killed, or a multiprocessing child such as the
+    dev server's reloaded worker) stays listed forever, and the server is then never stopped.
+    Call with pgserver's lock held.
+    """
+    handles = _pgserver().DiskList(pgdata / ".handle_pids.json")
+    listed = handles.get()
+    alive = [pid for pid in listed if _running(pid)]
+    if alive != listed:
+        handles.put(alive)
+    return alive
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
     try:
-        server = get_server(home / "pgdata", cleanup_mode="stop")
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _start_embedded(home: Path) -> str:
+    module = _pgserver()
+    home.mkdir(parents=True, exist_ok=True)
+    pgdata = (home / "pgdata").resolve()
+    try:
+        with module.PostgresServer._lock:
+            _live_users(pgdata)
+        server = module.get_server(pgdata, cleanup_mode="stop")
+        _stop_with_last_user(module, server)
         server.psql(
             f"SELECT 'CREATE DATABASE {_EMBEDDED_DB}' WHERE NOT EXISTS "
             f"(SELECT FROM pg_database WHERE datname = '{_EMBEDDED_DB}')\\gexec"
@@ -120,6 +167,29 @@ def _start_embedded(home: Path) -> str:
             "Set DATABASE_URL to use another PostgreSQL."
         ) from exc
     return str(server.get_uri(_EMBEDDED_DB))
+
+
+def _stop_with_last_user(module: Any, server: Any) -> None:
+    """Make this process's exit stop the embedded server when no other live process uses it."""
+    if getattr(server, "_memory_agent_release", False):
+        return
+    server._memory_agent_release = True
+
+    def release() -> None:
+        with module.PostgresServer._lock:
+            # pgserver's own exit handler stops the server only if this process is the one
+            # listed; listed dead processes would keep it running for good.
+            _live_users(server.pgdata)
+            if os.getpid() not in server.global_process_id_list.get():
+                return  # already released
+        server._cleanup()
+
+    # atexit runs handlers last-in first-out: this one before pgserver's own (a no-op then).
+    atexit.register(release)
+    if multiprocessing.parent_process() is not None:
+        # A multiprocessing child (uvicorn's reloaded worker under `langgraph dev`) ends with
+        # os._exit: atexit handlers never run there, multiprocessing's finalizers do.
+        multiprocessing.util.Finalize(None, release, exitpriority=0)
 
 
 async def database_url(url: str | None = None) -> str:
