@@ -18,6 +18,7 @@ import os
 import re
 import select
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -156,7 +157,17 @@ def _start_embedded(home: Path) -> str:
         with module.PostgresServer._lock:
             _live_users(pgdata)
         server = module.get_server(pgdata, cleanup_mode="stop")
-        _stop_with_last_user(module, server)
+        with module.PostgresServer._lock:
+            # Listed again if an earlier `_release` of this process took it off the list.
+            server.global_process_id_list.get_and_add(os.getpid())
+        if pgdata not in _RELEASE_AT_EXIT:
+            _RELEASE_AT_EXIT.add(pgdata)
+            # atexit runs handlers last-in first-out: this one before pgserver's own (then a
+            # no-op). A multiprocessing child (uvicorn's reloaded worker under `langgraph dev`)
+            # ends with os._exit, where only multiprocessing's finalizers run.
+            atexit.register(_release, pgdata)
+            if multiprocessing.parent_process() is not None:
+                multiprocessing.util.Finalize(None, _release, (pgdata,), exitpriority=0)
         server.psql(
             f"SELECT 'CREATE DATABASE {_EMBEDDED_DB}' WHERE NOT EXISTS "
             f"(SELECT FROM pg_database WHERE datname = '{_EMBEDDED_DB}')\\gexec"
@@ -169,27 +180,49 @@ def _start_embedded(home: Path) -> str:
     return str(server.get_uri(_EMBEDDED_DB))
 
 
-def _stop_with_last_user(module: Any, server: Any) -> None:
-    """Make this process's exit stop the embedded server when no other live process uses it."""
-    if getattr(server, "_memory_agent_release", False):
+_RELEASE_AT_EXIT: set[Path] = set()
+
+
+def _release(pgdata: Path) -> None:
+    """This process stops using the embedded server; the last live user stops it."""
+    module = _pgserver()
+    server = module.PostgresServer._instances.get(pgdata)
+    if server is None:
         return
-    server._memory_agent_release = True
+    with module.PostgresServer._lock:
+        # pgserver's own exit handler stops the server only if this process is the only one
+        # listed; listed dead processes would keep it running for good.
+        _live_users(pgdata)
+        if os.getpid() not in server.global_process_id_list.get():
+            return  # already released
+    server._cleanup()
 
-    def release() -> None:
-        with module.PostgresServer._lock:
-            # pgserver's own exit handler stops the server only if this process is the one
-            # listed; listed dead processes would keep it running for good.
-            _live_users(server.pgdata)
-            if os.getpid() not in server.global_process_id_list.get():
-                return  # already released
-        server._cleanup()
 
-    # atexit runs handlers last-in first-out: this one before pgserver's own (a no-op then).
-    atexit.register(release)
-    if multiprocessing.parent_process() is not None:
-        # A multiprocessing child (uvicorn's reloaded worker under `langgraph dev`) ends with
-        # os._exit: atexit handlers never run there, multiprocessing's finalizers do.
-        multiprocessing.util.Finalize(None, release, exitpriority=0)
+@asynccontextmanager
+async def held_database(url: str | None = None) -> AsyncIterator[str]:
+    """`database_url(url)` for the life of the block, released when the process's last block ends.
+
+    For processes that may end by a signal, where exit handlers never run: the LangGraph dev
+    server re-raises the SIGTERM it shut down on. An embedded server is released (stopped when no
+    other live process uses it) once every block of this process that holds it has exited.
+    """
+    url = url or os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    home = agent_home()
+    started = await asyncio.to_thread(_start_embedded, home)
+    pgdata = (home / "pgdata").resolve()
+    _HELD[pgdata] += 1
+    try:
+        yield started
+    finally:
+        _HELD[pgdata] -= 1
+        if not _HELD[pgdata]:
+            await asyncio.to_thread(_release, pgdata)
+
+
+_HELD: Counter[Path] = Counter()
 
 
 async def database_url(url: str | None = None) -> str:
