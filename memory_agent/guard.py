@@ -235,7 +235,7 @@ class LatestTurn:
     def check_owner(self, user_id: str | None) -> None:
         """The ownership rule of the initialize node, applied before anything is written."""
         if self.turns > 0 and self.owner != user_id:
-            raise ThreadOwnershipError("this thread belongs to another user")
+            raise ThreadOwnershipError.refusing(self.owner, user_id)
 
 
 async def cut_off(agent: Agent, config: RunnableConfig) -> bool:

@@ -55,7 +55,7 @@ def _check(state: SupervisorState, auth_user: str | None, ctx: AgentContext) -> 
     if user_id is not None:
         user_id = validate_user_id(user_id)
     if state.get("turn_count", 0) > 0 and state.get("thread_owner") != user_id:
-        raise ThreadOwnershipError("this thread belongs to another user")
+        raise ThreadOwnershipError.refusing(state.get("thread_owner"), user_id)
     added = new_messages(state)
     if not added or added[-1].type != "human":
         raise InvalidInputError("a turn needs a user message as its last message")

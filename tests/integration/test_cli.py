@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import termios
+import time
 
 import pytest
 
@@ -88,3 +93,118 @@ def test_memories_subcommands_search_history_edit_delete_audit(database_url: str
     assert [m["text"] for m in left] == ["The user loves tea."]
     reindexed = run(database_url, "memories", "reindex")
     assert reindexed.returncode == 0 and json.loads(reindexed.stdout)["items"] >= 4
+
+
+def test_a_named_user_on_an_anonymous_thread_is_told_so(database_url: str) -> None:
+    assert run(database_url, "ask", "--thread", "anon", "hello").returncode == 0
+    refused = run(database_url, "ask", "--user", "bo", "--thread", "anon", "hi")
+    assert refused.returncode == 1
+    assert "this is an anonymous thread" in refused.stderr
+    assert "another user" not in refused.stderr
+    owned = run(database_url, "ask", "--user", "bo", "--thread", "bo-1", "hi")
+    assert owned.returncode == 0
+    anonymous = run(database_url, "ask", "--thread", "bo-1", "hi")
+    assert "an anonymous turn cannot continue it" in anonymous.stderr
+
+
+def test_switch_takes_an_id_or_an_unambiguous_prefix(database_url: str) -> None:
+    for thread in ("trip-rome", "trip-oslo", "work-1"):
+        assert run(database_url, "ask", "--user", "cy", "--thread", thread, "Hi.").returncode == 0
+    script = (
+        "/switch work\n/threads\n/switch trip\n/switch trip-o\n/threads\n"
+        "/switch nowhere\n/threads\n/quit\n"
+    )
+    chat = run(database_url, "chat", "--user", "cy", "--thread", "trip-rome", stdin=script)
+    assert chat.returncode == 0, chat.stderr
+    assert "switched to thread work-1" in chat.stderr
+    assert "'trip' starts several of your threads: trip-" in chat.stderr
+    assert "switched to thread trip-oslo" in chat.stderr
+    assert "no thread of yours is or starts with 'nowhere'" in chat.stderr
+    listings = chat.stdout.split("* ")
+    current = [part.split()[0] for part in listings[1:]]
+    assert current == ["work-1", "trip-oslo", "nowhere"], chat.stdout
+    assert "nowhere  (current: no messages yet)" in chat.stdout
+
+
+def test_a_fact_is_named_by_its_subject(database_url: str) -> None:
+    for thread, text in [("s1", "I live in Seoul. I love tea."), ("s2", "I moved to Busan.")]:
+        assert run(database_url, "ask", "--user", "dee", "--thread", thread, text).returncode == 0
+    listed = run(database_url, "memories", "list", "--user", "dee")
+    assert "location  " in listed.stdout and "preference:tea  " in listed.stdout
+    history = run(database_url, "memories", "history", "--user", "dee", "location")
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.index("Seoul") < history.stdout.index("Busan")
+    key = next(
+        m["key"]
+        for m in json.loads(run(database_url, "memories", "--user", "dee", "--json").stdout)
+        if m.get("subject") == "location"
+    )
+    by_key = run(database_url, "memories", "history", "--user", "dee", key)
+    assert by_key.stdout == history.stdout
+    edited = run(database_url, "memories", "edit", "--user", "dee", "LOCATION", "Lives in Jeju.")
+    assert edited.returncode == 0 and "Jeju" in edited.stdout
+    assert run(database_url, "memories", "delete", "--user", "dee", "tea").returncode == 0
+    missing = run(database_url, "memories", "history", "--user", "dee", "tea")
+    assert missing.returncode == 1
+    assert "has no memory 'tea': name it by its subject" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_unknown_and_forgotten_users_are_said_to_be(database_url: str) -> None:
+    for args in (("threads", "--user", "ghost"), ("memories", "--user", "ghost")):
+        shown = run(database_url, *args)
+        assert shown.returncode == 0
+        assert shown.stdout == ""
+        assert "no user 'ghost': nothing is stored for them" in shown.stderr
+    assert run(database_url, "ask", "--user", "eve", "--thread", "e1", "Hi there.").returncode == 0
+    no_facts = run(database_url, "memories", "--user", "eve")
+    assert "user 'eve' has no memories of that kind" in no_facts.stderr
+    assert run(database_url, "forget", "--user", "eve", "--yes").returncode == 0
+    gone = run(database_url, "threads", "--user", "eve", "--json")
+    assert json.loads(gone.stdout) == []
+    assert "no user 'eve'" in gone.stderr
+
+
+def test_ctrl_c_at_the_prompt_quits_at_once(database_url: str) -> None:
+    # A real terminal: Ctrl-C is the terminal's interrupt character, turned into SIGINT for
+    # the foreground process group, while the REPL waits in its prompt.
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, "DATABASE_URL": database_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memory_agent.cli", "chat", "--user", "fay", "--thread", "f1"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        preexec_fn=controlling_terminal,
+    )
+    os.close(slave)
+    try:
+        seen = _read_until(master, b"fay> ")
+        os.write(master, b"My name is Fay.\n")
+        seen += _read_until(master, b"fay> ")
+        assert b"Your name is Fay" in seen or b"Fay" in seen
+        os.write(master, b"\x03")  # Ctrl-C, no Enter
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def _read_until(fd: int, marker: bytes, timeout: float = 60.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} in {seen!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            seen += os.read(fd, 4096)
+    return seen
