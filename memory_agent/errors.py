@@ -27,18 +27,6 @@ class InvalidInputError(MemoryAgentError, ValueError):
 class ThreadOwnershipError(MemoryAgentError, PermissionError):
     """A turn on a thread by a user who does not own it was refused."""
 
-    @classmethod
-    def refusing(cls, owner: str | None, user_id: str | None) -> ThreadOwnershipError:
-        """The refusal of a turn by `user_id` (None: anonymous) on a thread `owner` started."""
-        if owner is None:
-            return cls(
-                "this is an anonymous thread (its turns name no user): a turn by a named user "
-                "cannot continue it; start a new thread"
-            )
-        if user_id is None:
-            return cls("this thread belongs to a named user: an anonymous turn cannot continue it")
-        return cls("this thread belongs to another user")
-
 
 class ThreadBusyError(MemoryAgentError):
     """The thread (or its user's data) stayed locked by another run for longer than the lock

@@ -99,7 +99,7 @@ def test_a_named_user_on_an_anonymous_thread_is_told_so(database_url: str) -> No
     assert run(database_url, "ask", "--thread", "anon", "hello").returncode == 0
     refused = run(database_url, "ask", "--user", "bo", "--thread", "anon", "hi")
     assert refused.returncode == 1
-    assert "this is an anonymous thread" in refused.stderr
+    assert "this thread is anonymous" in refused.stderr
     assert "another user" not in refused.stderr
     owned = run(database_url, "ask", "--user", "bo", "--thread", "bo-1", "hi")
     assert owned.returncode == 0

@@ -21,7 +21,7 @@ from memory_agent.cli import main, parser
         (["chat", "--user", ""], "user_id must not be empty"),
         (["ask", "--user", " ", "--thread", "t", "hi"], "user_id must not be empty"),
         (["memories", "--user", ""], "user_id must not be empty"),
-        (["memories", "list", "--user", "a\x01b"], "control characters"),
+        (["memories", "list", "--user", "a\x01b"], "must not contain control"),
         (["forget", "--user", "", "--yes"], "user_id must not be empty"),
     ],
 )
