@@ -120,10 +120,17 @@ async def test_make_server_on_the_embedded_database(
         thread = await client.threads.create()
         turn = {"messages": [{"role": "user", "content": "I live in Lima."}], "user_id": "lu"}
         await client.runs.wait(thread["thread_id"], GRAPH, input=turn)
+        # POST /threads/{id}/copy goes through the checkpointer's acopy_thread.
+        copy = await client.threads.copy(thread["thread_id"])
+        original = await client.threads.get_state(thread["thread_id"])
+        copied = await client.threads.get_state(copy["thread_id"])
+        assert copied["values"]["messages"] == original["values"]["messages"]
+        assert len(copied["values"]["messages"]) == 2
     time.sleep(max(0.0, 11 - (time.monotonic() - up)))  # the reloader logged every 10 s
     log = server.log_path.read_text()
     assert OPEN_WARNING in log, "an open server says so at start-up"
     assert "change detected" not in log and "changes detected" not in log
+    assert "Custom checkpointer missing" not in log  # adelete_for_runs, acopy_thread, ...
 
     server.stop()
 
