@@ -70,9 +70,19 @@ class _LoopThread:
             raise
 
     def close(self) -> None:
+        """Stop the loop, after the tasks still on it (the store's batcher) have ended."""
+        with _suppressed():
+            asyncio.run_coroutine_threadsafe(_drain(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
         self.loop.close()
+
+
+async def _drain() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _loop_running() -> bool:
