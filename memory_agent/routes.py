@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from memory_agent.auth import OWNER_KEY, TokenTable
+from memory_agent.auth import OWNER_KEY, TokenTable, bearer_token
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
 from memory_agent.memory.extraction import DraftKind
 from memory_agent.memory.namespaces import validate_user_id
@@ -64,23 +64,35 @@ class _Deps:
     service: MemoryService
     pool: Pool
     client: LangGraphClient
-    auth_on: bool
+    tokens: TokenTable | None
+
+    @property
+    def auth_on(self) -> bool:
+        return self.tokens is not None
 
 
 Handler = Callable[[Request, "_Deps", str], Awaitable[Any]]
 
 
-def _caller(request: Request, auth_on: bool) -> str:
-    """Who is asking: the authenticated user, or on an open server the `user_id` parameter."""
-    user = request.scope.get("user")
-    identity = getattr(user, "identity", "") if user is not None else ""
+def _caller(request: Request, tokens: TokenTable | None) -> str:
+    """Who is asking: the bearer token's user, or on an open server the `user_id` parameter.
+
+    The routes authenticate for themselves (`http.enable_custom_route_auth` is off) so that
+    every answer, 401 included, has this module's `{"error", "detail"}` shape.
+    """
     named = request.query_params.get("user_id")
-    if identity:
+    if tokens is not None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise RouteError(
+                401, "unauthenticated", "missing bearer token (Authorization: Bearer <token>)"
+            )
+        identity = tokens.identify(token)
+        if identity is None:
+            raise RouteError(401, "unauthenticated", "invalid token")
         if named is not None and named != identity:
             raise RouteError(403, "forbidden", "user_id differs from the authenticated user")
-        return str(identity)
-    if auth_on:
-        raise RouteError(401, "unauthenticated", "missing or invalid bearer token")
+        return identity
     if named is None:
         raise RouteError(400, "bad_request", "user_id is required (the server has no auth)")
     return validate_user_id(named)
@@ -191,7 +203,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         deps: _Deps = request.app.state.memory_routes
         try:
-            return JSONResponse(await handler(request, deps, _caller(request, deps.auth_on)))
+            return JSONResponse(await handler(request, deps, _caller(request, deps.tokens)))
         except RouteError as exc:
             error = (exc.status, exc.code, exc.detail)
         except InvalidInputError as exc:
@@ -202,7 +214,8 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
             logger.error("database unavailable: %s", exc)
             error = (503, "database_unavailable", "the database is unavailable")
         status, code, detail = error
-        return JSONResponse({"error": code, "detail": detail}, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
     endpoint.__name__ = handler.__name__.lstrip("_")
     return endpoint
@@ -220,7 +233,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             service=MemoryService(store),
             pool=pool,
             client=client,
-            auth_on=TokenTable.from_env() is not None,
+            tokens=TokenTable.from_env(),
         )
         yield
 
