@@ -109,6 +109,12 @@ def agent_home() -> Path:
     return Path(home).expanduser() if home else Path(user_data_dir("memory-agent"))
 
 
+# Per process, by pgdata: whether `_release` is registered for exit, and how many open
+# `held_database` blocks use the embedded server (the last one to close releases it).
+_RELEASE_AT_EXIT: set[Path] = set()
+_HELD: Counter[Path] = Counter()
+
+
 def _pgserver() -> Any:
     """The `pgserver.postgres_server` module, imported without platformdirs' runtime warning.
 
@@ -180,9 +186,6 @@ def _start_embedded(home: Path) -> str:
     return str(server.get_uri(_EMBEDDED_DB))
 
 
-_RELEASE_AT_EXIT: set[Path] = set()
-
-
 def _release(pgdata: Path) -> None:
     """This process stops using the embedded server; the last live user stops it."""
     module = _pgserver()
@@ -220,9 +223,6 @@ async def held_database(url: str | None = None) -> AsyncIterator[str]:
         _HELD[pgdata] -= 1
         if not _HELD[pgdata]:
             await asyncio.to_thread(_release, pgdata)
-
-
-_HELD: Counter[Path] = Counter()
 
 
 async def database_url(url: str | None = None) -> str:
