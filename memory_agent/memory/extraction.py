@@ -21,7 +21,9 @@ from typing import Literal, NotRequired, TypedDict
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
+from memory_agent.context import StructuredOutputMethod
 from memory_agent.memory.dates import day
+from memory_agent.models import structured_call
 from memory_agent.prompts import EXTRACTION_PROMPT
 
 logger = logging.getLogger(__name__)
@@ -215,6 +217,7 @@ async def extract_with_model(
     *,
     speaker: str | None = None,
     when: datetime | None = None,
+    method: StructuredOutputMethod = "auto",
 ) -> list[MemoryDraft]:
     """Memories stated in one message, by the chat model's structured output.
 
@@ -223,15 +226,19 @@ async def extract_with_model(
         text: what was said.
         speaker: who said it, when the message names its speaker (None: the user).
         when: when it was said, so that the model can make relative dates absolute.
+        method: how the structured answer is asked for (see `AgentContext.structured_output`).
+
+    Raises:
+        ValueError: the model's answer is unusable; other errors of the provider as raised.
     """
-    structured = model.with_structured_output(_Extraction)
     system = EXTRACTION_PROMPT.format(
         who=speaker or "the user",
         today=day(when) if when else "unknown",
     )
-    result = await structured.ainvoke([("system", system), ("human", text)])
-    if not isinstance(result, _Extraction):
-        result = _Extraction.model_validate(result)
+    messages = [("system", system), ("human", text)]
+    result = await structured_call(
+        model, _Extraction, messages, method=method, purpose="extraction"
+    )
     return [
         {
             "kind": m.kind,

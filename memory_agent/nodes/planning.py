@@ -14,7 +14,7 @@ from memory_agent.errors import ConfigurationError
 from memory_agent.events import emit
 from memory_agent.intent import budget_for, classify
 from memory_agent.memory.service import MemoryService
-from memory_agent.models import is_offline, message_text, resolve_chat_model
+from memory_agent.models import ModelFallback, decision_model, fallback_line, message_text
 from memory_agent.state import MemoryRecord, Plan, SupervisorState
 from memory_agent.teams import Team, choose_teams
 
@@ -25,8 +25,10 @@ async def planning(
     """The node; graph.py binds `teams` (the registered teams) with `functools.partial`."""
     ctx = resolve_context(runtime.context)
     text = message_text(state["messages"][-1])
-    model = None if is_offline(ctx.model) else resolve_chat_model(ctx.model, api_key=ctx.api_key)
-    intent, reason = await classify(text, model)
+    method = ctx.structured_output
+    fallbacks: list[ModelFallback] = []
+    intent_model = decision_model(ctx, "intent")
+    intent, reason = await classify(text, intent_model, method=method, fallbacks=fallbacks)
     budget = budget_for(intent, ctx)
     user_id = state.get("user_id")
     records: list[MemoryRecord] = []
@@ -54,7 +56,12 @@ async def planning(
         ms=load_ms,
         skipped=skipped,
     )
-    tasks = await choose_teams(text, intent, user_id, records, teams, model)
+    teams_model = decision_model(ctx, "teams") if teams else None
+    tasks = await choose_teams(
+        text, intent, user_id, records, teams, teams_model, method=method, fallbacks=fallbacks
+    )
+    for fallback in fallbacks:
+        emit(runtime.stream_writer, "model_fallback", **fallback)
     plan: Plan = {
         "intent": intent,
         "budget": budget,
@@ -77,4 +84,5 @@ async def planning(
         "loaded_memories": records,
         "memory_load_time": load_ms,
         "active_teams": list(plan.get("teams", [])),
+        "error_log": [fallback_line(f) for f in fallbacks],
     }
