@@ -81,6 +81,15 @@ async def classify(
     return await decide("intent", model, ask, lambda: classify_by_rules(text), fallbacks)
 
 
+_SELF = re.compile(r"\b(i|me|my|mine|myself)\b", re.IGNORECASE)
+
+
+def about_the_user(text: str, intent: Intent) -> bool:
+    """Whether the message asks about the user ("What do I like?", "What do you know about
+    me?"): such a turn loads what is known of the user, not only what matches its words."""
+    return intent in ("recall", "question") and is_question(text) and bool(_SELF.search(text))
+
+
 def budget_for(intent: Intent, ctx: AgentContext) -> MemoryBudget:
     """How many memories a turn of this intent may load."""
     if intent in ("greeting", "small_talk", "irrelevant"):

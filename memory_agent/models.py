@@ -64,6 +64,38 @@ _SECOND_PERSON = [
 ]
 _TOKEN = re.compile(r"\s*\S+")
 _NAME_FACT = "The user's name is"
+_ABOUT_ME = re.compile(
+    r"\b(about me|who am i|know me|(know|remember) (of|on) me|my profile)\b"
+    r"|^\s*(what|tell me what) (do|did|can|could) you (know|remember|recall)\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
+_THANKS = re.compile(r"^\s*(many )?(thanks|thank you|thx|ty|cheers)\b", re.IGNORECASE)
+_BYE = re.compile(r"^\s*(bye|goodbye|good night|see you|see ya|later)\b", re.IGNORECASE)
+_STATED_NAME = re.compile(
+    r"\b(?:my name is|my name's|i am called|i'm called|call me)\s+([A-Z][\w'-]*)", re.IGNORECASE
+)
+# Words that ask about the same thing as the memory's wording ("What do I like?" is answered by
+# "The user loves hiking."): each group is one concept for the overlap of question and memory.
+_CONCEPTS = [
+    {
+        "like",
+        "likes",
+        "love",
+        "loves",
+        "enjoy",
+        "enjoys",
+        "adore",
+        "prefer",
+        "favorite",
+        "favourite",
+        "fan",
+    },
+    {"job", "work", "works", "occupation", "profession", "career", "employer", "working"},
+    {"live", "lives", "home", "city", "reside", "based", "located", "living"},
+    {"name", "called", "named"},
+]
+_SUMMARY_PREFIX = "Earlier conversation"
+_MAX_LISTED = 6
 
 
 def message_text(message: BaseMessage) -> str:
@@ -80,8 +112,26 @@ def message_text(message: BaseMessage) -> str:
     return " ".join(parts)
 
 
+_CONCEPT_OF = {_stem(w): min(group) for group in _CONCEPTS for w in group}
+_CONCEPT_NAMES = set(_CONCEPT_OF.values())
+
+
 def _terms(text: str) -> set[str]:
-    return {_stem(w) for w in tokens(text) if w not in STOPWORDS}
+    """The stems of `text`'s words, a word of a `_CONCEPTS` group standing for its group."""
+    stems = {_stem(w) for w in tokens(text) if w not in STOPWORDS or _stem(w) in _CONCEPT_OF}
+    return {_CONCEPT_OF.get(t, t) for t in stems}
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _listing(facts: list[str]) -> str:
+    said = [_second_person(f).rstrip(".") for f in facts]
+    said = [said[0]] + [
+        s[:1].lower() + s[1:] if s.startswith(("You", "Your")) else s for s in said[1:]
+    ]
+    return "; ".join(said) + "."
 
 
 def _second_person(text: str) -> str:
@@ -123,24 +173,70 @@ class OfflineChatModel(BaseChatModel):
             for line in block.splitlines()
             if line.startswith("- ")
         ]
-        names = [m.split(" is ", 1)[1].rstrip(".") for m in memories if m.startswith(_NAME_FACT)]
-        name = names[0] if names else None
-        if _GREETING.match(question) and len(_terms(question)) <= 3:
-            return f"Hello{', ' + name if name else ''}! How can I help you today?"
+        facts = [m for m in memories if m.startswith("The user")]
+        names = [m.split(" is ", 1)[1].rstrip(".") for m in facts if m.startswith(_NAME_FACT)]
+        stated = _STATED_NAME.search(question)
+        # Small talk loads no memories: a name said earlier in this thread still counts.
+        earlier = [
+            found.group(1)
+            for m in dialogue[:-1]
+            if m.type == "human" and (found := _STATED_NAME.search(message_text(m)))
+        ]
+        name = stated.group(1) if stated else names[0] if names else (earlier or [None])[-1]
+        if _GREETING.match(question) and (stated or len(_terms(question)) <= 3):
+            met = " Nice to meet you." if stated else ""
+            return f"Hello{', ' + name if name else ''}!{met} How can I help you today?"
+        if _THANKS.match(question) and not is_question(question):
+            return f"You're welcome{', ' + name if name else ''}!"
+        if _BYE.match(question) and len(_terms(question)) <= 3:
+            return f"Goodbye{', ' + name if name else ''}! I'll remember what you told me."
         if not is_question(question):
             return "Got it, thank you for telling me."
+        if _ABOUT_ME.search(question):
+            if not facts:
+                return "I don't know anything about you yet. Tell me, and I will remember it."
+            return "Here is what I know about you: " + _listing(facts[:_MAX_LISTED])
+        return self._best_match(question, memories, facts, dialogue[:-1])
+
+    def _best_match(
+        self,
+        question: str,
+        memories: list[str],
+        facts: list[str],
+        earlier: list[BaseMessage],
+    ) -> str:
+        """The memories that answer `question` best: the facts about the user sharing the most
+        concepts with it (every one tied at the best, so "What do I like?" lists all likes),
+        else the best sentence of a summary, episode or earlier message."""
         wanted = _terms(question)
-        candidates: list[tuple[float, str]] = []
+        # "Do I like coffee?" is about coffee: a fact sharing only "like" does not answer it.
+        specific = wanted - _CONCEPT_NAMES
+
+        def score(fact: str) -> int:
+            terms = _terms(fact)
+            return 0 if specific and not specific & terms else len(wanted & terms)
+
+        scored = [(score(f), f) for f in facts]
+        best = max((score for score, _ in scored), default=0)
+        if best:
+            tied = [f for score, f in scored if score == best]
+            return _sentence_case(_listing(tied[:_MAX_LISTED]))
+        candidates: list[tuple[int, str]] = []
         for memory in memories:
-            overlap = len(wanted & _terms(memory))
-            if overlap:
-                # A fact about the user answers better than a summary mentioning the same word.
-                bonus = 1.0 if memory.startswith("The user") else 0.0
-                candidates.append((overlap + bonus, _second_person(memory)))
-        for earlier in dialogue[:-1]:
-            text = message_text(earlier)
-            if earlier.type == "human" and not is_question(text):
-                overlap = len(wanted & _terms(text))
+            if memory in facts:
+                continue
+            # A summary is a list of what was said ("a; b; c"): answer with its best part.
+            body = memory.split(": ", 1)[1] if memory.startswith(_SUMMARY_PREFIX) else memory
+            for part in body.split("; "):
+                terms = _terms(part)
+                overlap = 0 if specific and not specific & terms else len(wanted & terms)
+                if overlap and not is_question(part.split("User: ")[-1]):
+                    candidates.append((overlap, f'Earlier you told me: "{part.strip()}"'))
+        for m in earlier:
+            text = message_text(m)
+            if m.type == "human" and not is_question(text):
+                terms = _terms(text)
+                overlap = 0 if specific and not specific & terms else len(wanted & terms)
                 if overlap:
                     candidates.append((overlap, f'Earlier you told me: "{text.strip()}"'))
         if not candidates:

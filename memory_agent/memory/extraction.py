@@ -51,11 +51,30 @@ _CLAUSE_END = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# "I live in Lisbon and I love hiking": a conjunction followed by a new subject starts a clause.
+_CLAUSE = re.compile(
+    r"\s*(?:[,;]\s*)?\b(?:and|but|while|whereas|also)\s+(?=(?:i|i'm|i've|i'd)\b|my\s+\w+(?:'s|\s+is)\b)"
+    r"|\s*;\s*",
+    re.IGNORECASE,
+)
+# The end of a list of liked things: a clause end other than "and" and commas.
+_LIST_END = re.compile(
+    r"\s*(?:[;.!?]|\b(?:but|because|so|since|until|yesterday|today|recently|now|anymore"
+    r"|any ?more|too|either|these days|nowadays|at the moment|right now)\b)",
+    re.IGNORECASE,
+)
+_LIST_SEP = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\band\b|&|\bas well as\b)\s*", re.I)
 
 
 def _value(rest: str) -> str:
     """The value at the start of `rest`, up to the end of its clause."""
     return _CLAUSE_END.split(rest.strip(), maxsplit=1)[0].strip(" \"'")
+
+
+def _values(rest: str) -> list[str]:
+    """The things listed at the start of `rest` ("hiking, cycling and strong coffee")."""
+    listed = _LIST_END.split(rest.strip(), maxsplit=1)[0]
+    return [v for v in (p.strip(" \"'") for p in _LIST_SEP.split(listed)) if v]
 
 
 def slug(text: str) -> str:
@@ -165,21 +184,25 @@ def extract_with_rules(text: str, speaker: str | None = None) -> list[MemoryDraf
     """
     who = speaker or _USER
     drafts: dict[str, MemoryDraft] = {}
-    for sentence in _SENTENCE.split(text):
-        sentence = sentence.strip()
-        if not sentence or sentence.endswith("?"):
+    clauses = [
+        clause.strip()
+        for sentence in _SENTENCE.split(text)
+        if not sentence.strip().endswith("?")
+        for clause in _CLAUSE.split(sentence)
+    ]
+    for sentence in clauses:
+        if not sentence:
             continue
         if m := _NEGATED_LIKE.search(sentence):
-            value = _value(m.group(1) or m.group(2))
-            if value:
+            for value in _values(m.group(1) or m.group(2)):
                 drafts[f"preference:{slug(value)}"] = {
                     "kind": "preference",
                     "subject": f"preference:{slug(value)}",
                     "text": f"{who} does not like {value}.",
                 }
         elif m := _LIKE.search(sentence):
-            verb, value = m.group(1).lower(), _value(m.group(2))
-            if value:
+            verb = m.group(1).lower()
+            for value in _values(m.group(2)):
                 drafts[f"preference:{slug(value)}"] = {
                     "kind": "preference",
                     "subject": f"preference:{slug(value)}",

@@ -12,8 +12,8 @@ from langgraph.runtime import Runtime
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
 from memory_agent.errors import ConfigurationError
 from memory_agent.events import emit
-from memory_agent.intent import budget_for, classify
-from memory_agent.memory.service import MemoryService
+from memory_agent.intent import about_the_user, budget_for, classify
+from memory_agent.memory.service import KNOWLEDGE, MemoryService
 from memory_agent.models import ModelFallback, decision_model, fallback_line, message_text
 from memory_agent.state import MemoryRecord, Plan, SupervisorState
 from memory_agent.teams import Team, choose_teams
@@ -43,6 +43,10 @@ async def planning(
     else:
         service = MemoryService(runtime.store)
         records = await service.recall(user_id, text, budget, exclude_thread=thread_id_of(runtime))
+        if about_the_user(text, intent):
+            known = await service.search(user_id, "", limit=budget["memories"], kinds=KNOWLEDGE)
+            keys = {r.get("key") for r in records}
+            records += [r for r in known if r.get("key") not in keys]
     load_ms = round((time.perf_counter() - started) * 1000, 3)
     counts: dict[str, int] = {}
     for r in records:
