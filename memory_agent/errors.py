@@ -38,7 +38,9 @@ class ModelError(MemoryAgentError):
 
     Raised for what a turn cannot absorb: the answer call failing (connection refused, HTTP
     5xx or 429 after the retries, a time-out), or a call made before the answer failing the
-    same way. `provider` names the provider ("openai"), `purpose` the call ("answer",
+    same way; the turn is then cut off, and finished before the thread's next turn. A failure
+    that would only repeat (`retryable` False) rolls the turn back instead.
+    `provider` names the provider ("openai"), `purpose` the call ("answer",
     "intent", ...) and `cause` the underlying error, in words; `__cause__` is the error itself.
     """
 
@@ -49,11 +51,16 @@ class ModelError(MemoryAgentError):
         provider: str | None = None,
         purpose: str | None = None,
         cause: str | None = None,
+        retryable: bool = True,
     ) -> None:
         super().__init__(message)
         self.provider = provider
         self.purpose = purpose
         self.cause = cause
+        self.retryable = retryable
+        """False for what the same request will meet again (a wrong key or model name, a
+        request refused as invalid, a prompt longer than the context): such a turn is rolled
+        back, so that resuming it cannot wedge the thread."""
 
 
 # Raised by langchain-openai / openai when a completion stopped at its token limit or was
@@ -84,5 +91,6 @@ class TransientError(MemoryAgentError):
 REJECTION_ERRORS: dict[str, type[MemoryAgentError]] = {
     "invalid_input": InvalidInputError,
     "ownership": ThreadOwnershipError,
+    "model": ModelError,
 }
 """Maps the `rejection.code` recorded in the state to the error the `reject` node raises."""

@@ -406,6 +406,21 @@ def provider_of(model: str | BaseChatModel) -> str:
 
 # LangChain's provider-neutral classes of a failed model request (langchain-core 1.x; the
 # provider packages raise subclasses), in the words the user reads.
+_PERMANENT = frozenset(
+    {
+        "ModelAuthenticationError",
+        "ModelPermissionDeniedError",
+        "ModelNotFoundError",
+        "ModelInvalidRequestError",
+        "ContextOverflowError",
+        # openai's own classes, for provider packages that do not map to LangChain's
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "NotFoundError",
+        "BadRequestError",
+        "UnprocessableEntityError",
+    }
+)
 _FAILURES = [
     ("ModelConnectionError", "cannot be reached"),
     ("ModelTimeoutError", "timed out"),
@@ -441,11 +456,13 @@ def model_error(
     """`exc`, raised by a `purpose` call to `model`, as a `ModelError` naming provider and cause."""
     provider = provider_of(model)
     cause = _cause(exc)
+    permanent = any(cls.__name__ in _PERMANENT for cls in type(exc).__mro__)
     return ModelError(
         f"the {provider} model failed ({purpose} call): {cause}",
         provider=provider,
         purpose=purpose,
         cause=cause,
+        retryable=not permanent,
     )
 
 

@@ -5,24 +5,40 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
-from memory_agent.errors import ConfigurationError
+from memory_agent.errors import ConfigurationError, ModelError
 from memory_agent.events import emit
 from memory_agent.intent import about_the_user, budget_for, classify
 from memory_agent.memory.service import KNOWLEDGE, MemoryService
 from memory_agent.models import ModelFallback, decision_model, fallback_line, message_text
+from memory_agent.nodes.rollback import roll_back
 from memory_agent.state import MemoryRecord, Plan, SupervisorState
 from memory_agent.teams import Team, choose_teams
 
 
 async def planning(
     state: SupervisorState, runtime: Runtime[AgentContext], teams: Sequence[Team] = ()
+) -> dict[str, Any] | Command[Literal["reject"]]:
+    """The node; graph.py binds `teams` (the registered teams) with `functools.partial`.
+
+    A model failure that would only repeat rolls the turn back (see `rollback`).
+    """
+    try:
+        return await _plan(state, runtime, teams)
+    except ModelError as exc:
+        if exc.retryable:
+            raise
+        return roll_back(state, exc)
+
+
+async def _plan(
+    state: SupervisorState, runtime: Runtime[AgentContext], teams: Sequence[Team]
 ) -> dict[str, Any]:
-    """The node; graph.py binds `teams` (the registered teams) with `functools.partial`."""
     ctx = resolve_context(runtime.context)
     text = message_text(state["messages"][-1])
     method = ctx.structured_output

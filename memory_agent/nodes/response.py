@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
-from memory_agent.errors import MemoryAgentError
+from memory_agent.errors import MemoryAgentError, ModelError
 from memory_agent.events import emit
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
 from memory_agent.memory.service import MemoryService
@@ -24,6 +25,7 @@ from memory_agent.models import (
     message_text,
     model_error,
 )
+from memory_agent.nodes.rollback import roll_back
 from memory_agent.nodes.teams import team_prompt
 from memory_agent.prompts import MEMORIES_BLOCK, SUMMARY_BLOCK, SYSTEM_PROMPT
 from memory_agent.state import SupervisorState
@@ -43,10 +45,17 @@ def system_prompt(state: SupervisorState) -> str:
     ).strip()
 
 
-async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+async def response(
+    state: SupervisorState, runtime: Runtime[AgentContext]
+) -> dict[str, Any] | Command[Literal["reject"]]:
     ctx = resolve_context(runtime.context)
     messages: list[AnyMessage] = list(state["messages"])
-    answer = await _answer(ctx, [SystemMessage(system_prompt(state)), *messages])
+    try:
+        answer = await _answer(ctx, [SystemMessage(system_prompt(state)), *messages])
+    except ModelError as exc:
+        if exc.retryable:
+            raise
+        return roll_back(state, exc)  # it would fail the same way when resumed
     window = [*messages, answer]
     overflow = window[: max(0, len(window) - ctx.message_window)]
     summary = state.get("summary", "")

@@ -129,3 +129,27 @@ def test_a_provider_failing_mid_turn_is_reported_and_the_repl_goes_on(database_u
     assert "finished the turn that was cut off" in back.stderr
     assert back.stdout.strip() == "Noted."
     assert up.purposes().count("answer") == 2
+
+
+def test_an_unknown_model_name_rolls_the_turn_back(database_url: str) -> None:
+    with serve() as server:
+        server.set("intent", Reply(status=404))
+        asked = run(
+            database_url,
+            "--model",
+            "openai:no-such-model",
+            "ask",
+            "--user",
+            "cy",
+            "--thread",
+            "c1",
+            "I live in Oslo.",
+            OPENAI_BASE_URL=server.url,
+            OPENAI_API_KEY="sk-test",
+        )
+    assert asked.returncode == 1
+    assert "model not found: check the model name" in asked.stderr
+    assert "nothing of this turn was stored on thread c1" in asked.stderr
+    assert threads_of(database_url, "cy") == []
+    again = run(database_url, "ask", "--user", "cy", "--thread", "c1", "My name is Cy.")
+    assert again.returncode == 0 and "cut off" not in again.stderr

@@ -13,8 +13,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from memory_agent import AgentContext, MemoryService, ModelError, build_graph
+from memory_agent.guard import cut_off
 from memory_agent.memory.embeddings import HashingEmbeddings
 from tests.openai_server import (
+    DEFAULT_SCRIPT,
     Reply,
     ScriptedOpenAI,
     good,
@@ -237,3 +239,41 @@ async def test_after_the_answer_model_failures_cost_nothing(server: ScriptedOpen
     assert any("used the extractive summary" in line for line in values["error_log"])
     texts = {m["text"] for m in await MemoryService(agent.store).list_memories("ada")}
     assert texts == {"The user's name is Ada.", "The user lives in Lisbon."}
+
+
+@pytest.mark.parametrize(
+    ("purpose", "code", "cause"),
+    [
+        ("answer", 404, "model not found: check the model name"),
+        ("intent", 401, "authentication failed: check the API key"),
+        ("answer", 400, "request refused as invalid"),
+    ],
+)
+async def test_failures_that_would_only_repeat_roll_the_turn_back(
+    server: ScriptedOpenAI, purpose: str, code: int, cause: str
+) -> None:
+    """Resuming such a turn would meet the same error for ever and wedge the thread: it is
+    rolled back instead, the thread as it was before the turn."""
+    agent = make()
+    ctx = AgentContext(model_max_retries=0)
+    await turn(agent, "t1", "I live in Lisbon.", ctx)
+    before = await agent.aget_state(cfg("t1"))
+    service = MemoryService(agent.store)
+    stored = await service.list_memories("ada", kinds=("fact", "episode"))
+    assert len(stored) == 1  # the first turn's episode
+    server.set(purpose, status(code))
+    with pytest.raises(ModelError, match=f"openai model failed \\({purpose} call\\): {cause}"):
+        await turn(agent, "t1", "My name is Ada.", ctx)
+    after = await agent.aget_state(cfg("t1"))
+    assert not await cut_off(agent, cfg("t1")) and after.values["status"] == "rejected"
+    assert after.values["messages"] == before.values["messages"]
+    assert after.values["turn_count"] == 1
+    assert server.purposes().count(purpose) == 2  # no retry of what cannot change
+    assert await service.list_memories("ada", kinds=("fact", "episode")) == stored
+    server.set(purpose, DEFAULT_SCRIPT[purpose] if purpose != "answer" else Reply(ANSWER))
+    values, tokens, _ = await turn(agent, "t1", "I work as a nurse.", ctx)
+    assert values["status"] == "completed" and "".join(tokens) == ANSWER
+    assert [m.content for m in values["messages"] if m.type == "human"] == [
+        "I live in Lisbon.",
+        "I work as a nurse.",
+    ]
