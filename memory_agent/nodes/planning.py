@@ -7,12 +7,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
 from memory_agent.errors import ConfigurationError, ModelError
 from memory_agent.events import emit
+from memory_agent.identity import acting_user
 from memory_agent.intent import about_the_user, budget_for, classify
 from memory_agent.memory.service import KNOWLEDGE, MemoryService
 from memory_agent.models import ModelFallback, decision_model, fallback_line, message_text
@@ -46,7 +48,9 @@ async def _plan(
     intent_model = decision_model(ctx, "intent")
     intent, reason = await classify(text, intent_model, method=method, fallbacks=fallbacks)
     budget = budget_for(intent, ctx)
-    user_id = state.get("user_id")
+    # The identity is established here again: a run may start at this node (a command, a state
+    # edit) without passing through initialize.
+    user_id = acting_user(state, get_config())
     records: list[MemoryRecord] = []
     skipped: str | None = None
     started = time.perf_counter()

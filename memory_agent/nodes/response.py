@@ -9,12 +9,14 @@ import uuid
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
 from memory_agent.errors import MemoryAgentError, ModelError
 from memory_agent.events import emit
+from memory_agent.identity import acting_user
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, fold_summary
@@ -48,6 +50,7 @@ def system_prompt(state: SupervisorState) -> str:
 async def response(
     state: SupervisorState, runtime: Runtime[AgentContext]
 ) -> dict[str, Any] | Command[Literal["reject"]]:
+    acting_user(state, get_config())  # a refused identity gets no answer (see `identity`)
     ctx = resolve_context(runtime.context)
     messages: list[AnyMessage] = list(state["messages"])
     try:
@@ -107,7 +110,7 @@ async def _persist(
     message_count: int,
     fallbacks: list[ModelFallback],
 ) -> Saved | None:
-    user_id = state.get("user_id")
+    user_id = acting_user(state, get_config())
     thread_id = thread_id_of(runtime)
     started = time.perf_counter()
     if user_id is None or runtime.store is None:
