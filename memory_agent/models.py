@@ -95,6 +95,7 @@ _CONCEPTS = [
     {"name", "called", "named"},
 ]
 _SUMMARY_PREFIX = "Earlier conversation"
+_EPISODE = re.compile(r"^(\[[^\]]*\]\s*)?User:\s")
 _MAX_LISTED = 6
 
 
@@ -225,12 +226,22 @@ class OfflineChatModel(BaseChatModel):
         for memory in memories:
             if memory in facts:
                 continue
-            # A summary is a list of what was said ("a; b; c"): answer with its best part.
-            body = memory.split(": ", 1)[1] if memory.startswith(_SUMMARY_PREFIX) else memory
-            for part in body.split("; "):
+            said = _EPISODE.match(memory)
+            if memory.startswith(_SUMMARY_PREFIX):
+                # A summary lists what was said ("a; b; c"): answer with its best part.
+                parts = memory.split(": ", 1)[-1].split("; ")
+            elif said:
+                parts = [memory[said.end() :]]
+            else:  # what a team found, or a fact about someone else: as it stands
+                terms = _terms(memory)
+                overlap = 0 if specific and not specific & terms else len(wanted & terms)
+                if overlap:
+                    candidates.append((overlap, _second_person(memory)))
+                continue
+            for part in parts:
                 terms = _terms(part)
                 overlap = 0 if specific and not specific & terms else len(wanted & terms)
-                if overlap and not is_question(part.split("User: ")[-1]):
+                if overlap and not is_question(part):
                     candidates.append((overlap, f'Earlier you told me: "{part.strip()}"'))
         for m in earlier:
             text = message_text(m)

@@ -123,3 +123,29 @@ async def test_a_greeting_that_states_a_name_uses_it_and_thanks_get_a_reply() ->
     assert stranger == "You're welcome!"
     other = await say(make(), "t", "Hello, call me Tom.", user="tom")
     assert "Tom" in other
+
+
+async def test_what_the_user_said_is_quoted_and_other_findings_stand_as_they_are() -> None:
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from memory_agent import OfflineChatModel
+
+    system = SystemMessage(
+        "What you remember about the user:\n"
+        '- Earlier conversation "Trip": Planning a trip to Kyoto; booked the ryokan.\n'
+        "- [2024-05-01] User: My sister visits in June.\n"
+        "- [2024-05-02] Caroline: I adopted a puppy.\n"
+        "\nWhat your teams found this turn:\n- weather: Sunny in Kyoto tomorrow."
+    )
+    model = OfflineChatModel()
+
+    async def answer(question: str) -> str:
+        return str((await model.ainvoke([system, HumanMessage(question)])).content)
+
+    assert await answer("When does my sister visit?") == (
+        'Earlier you told me: "My sister visits in June."'
+    )
+    assert await answer("Did I book the ryokan?") == 'Earlier you told me: "booked the ryokan."'
+    assert await answer("Is it sunny tomorrow?") == "weather: Sunny in Kyoto tomorrow."
+    assert "puppy" in await answer("Who adopted a puppy?")
+    assert "Earlier you told me" not in await answer("Who adopted a puppy?")
