@@ -95,9 +95,11 @@ class AgentContext:
     """ISO-8601 time of the turn (default: the clock). Set it when importing a past
     conversation: memories are dated by it and "yesterday" in the message is resolved
     against it."""
-    internal_model: str | BaseChatModel | None = field(default_factory=_env_internal_model)
-    """A (cheaper) model for the internal calls: intent, team choice, extraction, summary.
-    None: `model`. Defaults to $MEMORY_AGENT_INTERNAL_MODEL."""
+    internal_model: str | None = field(default_factory=_env_internal_model)
+    """A (cheaper) model for the internal calls: intent, team choice, extraction, summary, as
+    "offline" or "provider:model" (a string: a second model-instance field would break the
+    context's JSON schema, which the server filters clients' context by). None: `model`.
+    Defaults to $MEMORY_AGENT_INTERNAL_MODEL."""
     structured_output: StructuredOutputMethod = field(default_factory=_env_structured_output)
     """How structured answers are asked for: "json_schema" (`response_format` with a schema),
     "function_calling" (a forced tool call), "json_mode" (`response_format: json_object`), or

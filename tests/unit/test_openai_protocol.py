@@ -277,3 +277,14 @@ async def test_failures_that_would_only_repeat_roll_the_turn_back(
         "I live in Lisbon.",
         "I work as a nurse.",
     ]
+
+
+def test_the_context_has_a_json_schema_with_the_model_settings() -> None:
+    """The LangGraph server filters a client's context by this schema; if it cannot be made,
+    every configurable key reaches the context and the run is refused."""
+    from memory_agent import graph
+
+    schema = graph.get_context_jsonschema()
+    assert schema is not None
+    for name in ("internal_model", "structured_output", "model_timeout", "model_limits"):
+        assert name in schema["properties"]
