@@ -77,7 +77,7 @@ FROM generate_series(%(lo)s, %(hi)s - 1) AS g
 CROSS JOIN LATERAL (
     SELECT jsonb_object_agg(w.word, 1) AS terms
     FROM generate_series(1, %(terms)s) AS i
-    JOIN word_pool w ON w.id = (g * 7919 + i * 104729) %% %(words)s
+    JOIN word_pool w ON w.id = (g::bigint * 7919 + i * 104729) %% %(words)s
 ) AS t
 """
 _BYSTANDER_VECTORS = """

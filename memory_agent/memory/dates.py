@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from memory_agent.errors import InvalidInputError
 
@@ -195,6 +196,11 @@ _ABSOLUTE = (
     _YEAR,
 )
 _DATE_PATTERNS = [re.compile(rf"\b{p}\b", re.IGNORECASE) for p in _ABSOLUTE]
+_YEAR_DIGITS = re.compile(r"(?:19|20)\d\d")
+_REACH_BEFORE = 32
+"""How far before its year a date form can start ("the weekend of ", "the 21st of September ")."""
+_REACH_AFTER = 6
+"""How far after its year's digits it can end ("-05-07")."""
 
 DayRange = tuple[date, date]
 """An inclusive range of days (one day: the same day twice)."""
@@ -237,21 +243,35 @@ def find_dates(text: str) -> tuple[list[DayRange], str]:
     lexical index should see: the dates `resolve_dates` added are among those removed).
 
     >>> find_dates("What did she bake on 7 May, 2023?")
-    ([(datetime.date(2023, 5, 7), datetime.date(2023, 5, 7))], 'What did she bake on ?')
+    ([(datetime.date(2023, 5, 7), datetime.date(2023, 5, 7))], 'What did she bake on?')
     """
+    # Every form names a year: only the stretch around the years is scanned (recall runs this
+    # over every candidate of a query that names a date).
+    years = list(_YEAR_DIGITS.finditer(text))
+    if not years:
+        return [], text
+    start = max(0, years[0].start() - _REACH_BEFORE)
+    end = min(len(text), years[-1].end() + _REACH_AFTER)
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
     ranges: list[DayRange] = []
-    rest = text
+
+    def take(m: re.Match[str]) -> str:
+        found = _range(m)
+        if found is None:
+            return m.group(0)
+        ranges.append(found)
+        return " "
+
+    middle = text[start:end]
     for pattern in _DATE_PATTERNS:
-
-        def take(m: re.Match[str]) -> str:
-            found = _range(m)
-            if found is None:
-                return m.group(0)
-            ranges.append(found)
-            return " "
-
-        rest = pattern.sub(take, rest)
-    return ranges, " ".join(rest.split()).replace(" ?", "?") if ranges else text
+        middle = pattern.sub(take, middle)
+    if not ranges:
+        return [], text
+    rest = f"{text[:start]}{middle}{text[end:]}"
+    return ranges, " ".join(rest.split()).replace(" ?", "?")
 
 
 def query_dates(text: str, when: datetime | None = None) -> tuple[list[DayRange], str]:
@@ -262,9 +282,15 @@ def query_dates(text: str, when: datetime | None = None) -> tuple[list[DayRange]
     return ranges, rest
 
 
+@lru_cache(maxsize=16_384)
+def _named_days(text: str) -> tuple[DayRange, ...]:
+    """The days a stored text names (recall asks again for the texts it ranks often)."""
+    return tuple(find_dates(text)[0])
+
+
 def memory_days(text: str, said_at: str | None) -> list[DayRange]:
     """The days a memory is about: the day it was said on and the days its text names."""
-    ranges, _ = find_dates(text)
+    ranges = list(_named_days(text))
     if said_at:
         try:
             said = parse_when(said_at).date()

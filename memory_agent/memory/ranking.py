@@ -10,12 +10,15 @@ vector index) and scores each candidate by a weighted sum of
 - dates: 1.0 when the query names a day (or month, season, year) that the memory was said on
   or mentions. Dates are not lexical terms (see `records.with_terms`), so a greeting dated
   that day cannot outrank what was said about the query's subject, and a date alone never
-  makes a candidate: it only reorders those the searches found.
+  makes a candidate: it only reorders those the searches found;
+- speaker: 1.0 when the query names the person who said the memory (an episode's `speaker`):
+  "What has Ann painted?" is answered by what Ann said more than by what was said to her.
 An episode that only asks a question ("Where do I live?") has its score scaled by `question`:
 its words are the query's own and would outrank the statement that answers it.
 
 The weights are what benchmarks/locomo.py measured on LoCoMo's development conversations (its
-`--ablations` and `--weights` options; the README has the figures). The offline embedder is a
+`--ablations` and `--weights` options; chosen on three conversations, kept only when they also
+helped on the other two; the README has the figures). The offline embedder is a
 hash of the same words BM25 already sees, so its semantic weight is zero; a neural embedder
 (the `local-embeddings` extra, or any `provider:model`) brings meaning the words miss, and gets
 an equal share.
@@ -26,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -48,6 +52,7 @@ class RecallWeights:
     importance: float = 0.1
     dates: float = 0.3
     question: float = 0.5
+    speaker: float = 0.3
     """Factor on the score of an episode that only asks (1.0: treated like any other)."""
     half_life_days: float = 90.0
     """Age at which the recency signal halves."""
@@ -55,7 +60,15 @@ class RecallWeights:
     """How many candidates each search contributes before fusion (at least the limit)."""
 
     def __post_init__(self) -> None:
-        for name in ("lexical", "semantic", "recency", "importance", "dates", "question"):
+        for name in (
+            "lexical",
+            "semantic",
+            "recency",
+            "importance",
+            "dates",
+            "question",
+            "speaker",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"RecallWeights.{name} must not be negative")
         if self.half_life_days <= 0 or self.candidates < 1:
@@ -114,6 +127,11 @@ def _time(value: Mapping[str, Any]) -> datetime | None:
         return None
 
 
+@lru_cache(maxsize=4_096)
+def _name_terms(name: str) -> frozenset[str]:
+    return frozenset(analyze(name))
+
+
 def _spoken(value: Mapping[str, Any]) -> str:
     """What an episode's speaker said (its text starts with "Name: ")."""
     text = str(value.get("text", ""))
@@ -129,10 +147,11 @@ def fuse(
     *,
     lexical_complete: bool,
     days: Sequence[DayRange] = (),
+    query_terms: Sequence[str] = (),
 ) -> list[Candidate]:
     """The `limit` best candidates by the weighted signals, repeats collapsed.
 
-    `days` are the dates the query names (see `dates.query_dates`).
+    `days` are the dates the query names (see `dates.query_dates`), `query_terms` its terms.
 
     `lexical_complete` says whether the lexical list holds every match (then a candidate missing
     from it scores 0 there); otherwise a missing score is taken as the lowest one seen, as is a
@@ -156,8 +175,12 @@ def fuse(
             "importance": float(c.value.get("importance", 1.0)),
             "recency": 0.0,
             "dates": 0.0,
+            "speaker": 0.0,
         }
-        if days:
+        speaker = c.value.get("speaker")
+        if speaker and query_terms and _name_terms(str(speaker)) & set(query_terms):
+            signals["speaker"] = 1.0
+        if days and weights.dates > 0:
             text = str(c.value.get("text", ""))
             said = c.value.get("said_at") or c.value.get("updated_at")
             signals["dates"] = 1.0 if overlaps(memory_days(text, said), list(days)) else 0.0
@@ -172,6 +195,7 @@ def fuse(
             + weights.recency * signals["recency"]
             + weights.importance * signals["importance"]
             + weights.dates * signals["dates"]
+            + weights.speaker * signals["speaker"]
         )
         if c.value.get("kind") == "episode" and is_question(_spoken(c.value)):
             c.score *= weights.question

@@ -120,6 +120,8 @@ make the episode a statement."""
 def is_question(text: str) -> bool:
     """Whether an utterance only asks ("Where do I live?", "Wow! Did you go?"): it tells
     nothing, and its words would outrank the statement that answers it."""
+    if "?" not in text:
+        return False
     parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
     if not parts or not parts[-1].endswith("?"):
         return False

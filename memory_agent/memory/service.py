@@ -593,8 +593,9 @@ class MemoryService:
         if semantic:
             ops.append(SearchOp(prefix, filter={"scope": MEMORY_SCOPE}, limit=n, query=query))
         days, words = query_dates(query)
+        terms = query_terms(words)
         (lexical, complete), results = await asyncio.gather(
-            self._lexical(user_id, query_terms(words), n, wanted), self._batch(ops)
+            self._lexical(user_id, terms, n, wanted), self._batch(ops)
         )
         pool: dict[tuple[tuple[str, ...], str], Candidate] = {}
         for item in lexical:
@@ -609,7 +610,14 @@ class MemoryService:
                 (item.namespace, item.key), Candidate(item.namespace, item.key, item.value)
             )
             c.semantic = item.score
-        ranked = fuse(pool.values(), self.weights, limit, lexical_complete=complete, days=days)
+        ranked = fuse(
+            pool.values(),
+            self.weights,
+            limit,
+            lexical_complete=complete,
+            days=days,
+            query_terms=terms,
+        )
         return (
             [_memory_record(c.key, c.value, c.score) for c in ranked],
             [cast(list[SearchItem], r) for r in results[: len(extra)]],

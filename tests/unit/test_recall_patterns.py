@@ -24,10 +24,16 @@ def service() -> MemoryService:
 
 
 async def tell(
-    memory: MemoryService, user: str, thread: str, text: str, *, when: str | None = None
+    memory: MemoryService,
+    user: str,
+    thread: str,
+    text: str,
+    *,
+    when: str | None = None,
+    speaker: str | None = None,
 ) -> None:
-    """One turn of the user through the response node's write path."""
-    said = HumanMessage(text, id=f"{thread}-{abs(hash(text))}")
+    """One turn (of the user, or of a named speaker) through the response node's write path."""
+    said = HumanMessage(text, name=speaker, id=f"{thread}-{abs(hash(text))}")
     window = [said, AIMessage("I see.", id=f"{said.id}-a")]
     drafts = await extract([said], OfflineChatModel(), "rules", when=when)
     turn: TurnRecord = {
@@ -156,6 +162,18 @@ async def test_the_day_a_query_names_picks_among_content_matches() -> None:
     ]:
         found = await memory.search("u", query, limit=3)
         assert dish in found[0]["text"], (query, [r["text"] for r in found])
+
+
+# --- who said it ---------------------------------------------------------------------------
+
+
+async def test_what_a_named_person_said_outranks_what_was_said_to_them() -> None:
+    memory = service()
+    await tell(memory, "u", "t", "Ann, your painting looked great at the fair!", speaker="Bob")
+    await tell(memory, "u", "t", "Ann, I loved that painting of yours so much!", speaker="Bob")
+    await tell(memory, "u", "t", "I finished painting a lighthouse at dawn.", speaker="Ann")
+    found = await memory.search("u", "What has Ann been painting?", limit=3)
+    assert "lighthouse" in found[0]["text"], [r["text"] for r in found]
 
 
 # --- category questions --------------------------------------------------------------------
