@@ -11,6 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from memory_agent.analysis import turn_entry
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
 from memory_agent.events import emit
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
@@ -19,7 +20,7 @@ from memory_agent.memory.summaries import extractive_summary, fold_summary
 from memory_agent.models import message_text, resolve_chat_model
 from memory_agent.nodes.teams import team_prompt
 from memory_agent.prompts import MEMORIES_BLOCK, SUMMARY_BLOCK, SYSTEM_PROMPT
-from memory_agent.state import SupervisorState
+from memory_agent.state import SupervisorState, TurnSaved
 
 
 def system_prompt(state: SupervisorState) -> str:
@@ -46,7 +47,14 @@ async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> di
     if overflow:
         summary = await fold_summary(model, summary, overflow, ctx.summary_chars)
     message_count = state.get("message_count", 0) + len(state.get("turn_messages", [])) + 1
-    await _persist(state, runtime, ctx, model, window, summary, message_count)
+    saved = await _persist(state, runtime, ctx, model, window, summary, message_count)
+    done: TurnSaved = {
+        "conversation": bool(saved and saved["conversation"]),
+        "memories": list(saved["memories"]) if saved else [],
+        "episodes": len(saved["episodes"]) if saved else 0,
+        "skipped": None if saved else ("anonymous" if state.get("user_id") is None else "no store"),
+    }
+    entry = turn_entry(state, answer_id=answer.id, saved=done, now=time.time())
     return {
         "messages": [answer, *(RemoveMessage(id=m.id) for m in overflow if m.id)],
         "summary": summary,
@@ -54,6 +62,7 @@ async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> di
         "turn_count": state.get("turn_count", 0) + 1,
         "message_count": message_count,
         "last_message_id": answer.id,
+        "turn_log": [entry],
     }
 
 
