@@ -147,7 +147,7 @@
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
       else node.setAttribute(k, v === true ? "" : String(v));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(typeof child === "string" ? document.createTextNode(child) : child);
     }
@@ -537,6 +537,7 @@
     progress.textContent = "Thinking…";
     let loaded = null;
     let failed = null;
+    let chunks = 0;
     try {
       if (!state.thread) {
         const created = await api("POST", "/threads", {});
@@ -549,6 +550,8 @@
           if (meta && meta.langgraph_node && meta.langgraph_node !== "response") return;
           if (chunk && String(chunk.type || "").toLowerCase().startsWith("ai")) {
             textNode.textContent += messageText(chunk.content);
+            chunks += 1;
+            answer.dataset.chunks = String(chunks);
           }
         },
         custom: (ev) => {
@@ -745,8 +748,8 @@
       $("forget-receipt").hidden = false;
       return;
     }
-    const rows = [["Threads", String((receipt.threads || []).length)]];
-    for (const [kind, n] of Object.entries(receipt.deleted || {})) rows.push([kind, String(n)]);
+    const deleted = { threads: (receipt.threads || []).length, ...(receipt.deleted || {}) };
+    const rows = Object.entries(deleted).map(([kind, n]) => [kind.replace(/_/g, " "), String(n)]);
     $("forget-receipt").replaceChildren(
       el("h4", {}, `Receipt: deleted for ${receipt.user_id}`),
       el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
