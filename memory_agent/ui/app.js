@@ -117,6 +117,16 @@
     return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   }
 
+  function shortTime(iso) {
+    const d = iso ? new Date(iso) : null;
+    if (!d || Number.isNaN(d.getTime())) return "";
+    const sameYear = d.getFullYear() === new Date().getFullYear();
+    return d.toLocaleString(undefined, {
+      month: "short", day: "numeric", year: sameYear ? undefined : "numeric",
+      hour: "2-digit", minute: "2-digit",
+    });
+  }
+
   /** The lines of one turn of a thread report (the "What happened" panel). */
   function reportTurnLines(turn) {
     const took = typeof turn.ms === "number" ? ` · ${Math.round(turn.ms)} ms` : "";
@@ -370,7 +380,7 @@
         { type: "button", class: "open", onclick: () => openConversation(c.thread_id, title) },
         el("span", { class: "title" }, title),
         el("span", { class: "last" }, c.last_message || ""),
-        el("span", { class: "meta" }, `${c.message_count} messages · ${formatTime(c.updated_at)}`),
+        el("span", { class: "meta" }, `${c.message_count} messages · ${shortTime(c.updated_at)}`),
       ),
       el(
         "button",

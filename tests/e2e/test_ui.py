@@ -338,6 +338,7 @@ def test_a_user_chats_sees_memories_and_manages_them(
     asked = send(page, "What is my favourite colour?")
     used = asked.locator("details.used")
     used.locator("summary").click()
+    asked.locator("details.steps summary").click()
     assert "teal" in used.locator("ul.loaded").text_content()
     assert "teal" in asked.locator(".text").text_content()
     shot = SCREENSHOT if os.environ.get("MEMORY_AGENT_UPDATE_SCREENSHOT") else tmp_path / "a.png"
