@@ -21,7 +21,6 @@ from langgraph.store.base import BaseStore, GetOp, Item
 from memory_agent.memory.namespaces import Kind, user_namespace
 from memory_agent.models import message_text
 from memory_agent.state import (
-    LoadedRef,
     MemoryRecord,
     SupervisorState,
     TeamRun,
@@ -29,7 +28,7 @@ from memory_agent.state import (
     TurnSaved,
 )
 
-QUESTION_CHARS = 200
+QUESTION_CHARS = 120
 """How much of the user's message a turn entry keeps."""
 _NAMESPACE: dict[str, Kind] = {
     "conversation": "conversations",
@@ -178,7 +177,7 @@ async def thread_report(
         counts: dict[str, int] = {}
         latest = entry.get("answer_id") == last_answer
         for ref in entry.get("loaded", []):
-            kind, key = ref["kind"], ref["key"]
+            kind, _, key = ref.partition(":")
             counts[kind] = counts.get(kind, 0) + 1
             text = texts.get((kind, key))
             if text is None and latest:
@@ -219,14 +218,8 @@ async def _texts(
 ) -> dict[tuple[str, str], str]:
     if store is None:
         return {}
-    refs = list(
-        dict.fromkeys(
-            (ref["kind"], ref["key"])
-            for e in entries
-            for ref in e.get("loaded", [])
-            if ref["kind"] in _NAMESPACE
-        )
-    )
+    pairs = (ref.partition(":") for e in entries for ref in e.get("loaded", []))
+    refs = list(dict.fromkeys((kind, key) for kind, _, key in pairs if kind in _NAMESPACE))
     if not refs:
         return {}
     ops = [GetOp(user_namespace(owner, _NAMESPACE[kind]), key) for kind, key in refs]
@@ -300,6 +293,6 @@ def saved_text(saved: TurnSaved | None) -> str:
     return ", ".join(parts) or "nothing new"
 
 
-def loaded_refs(records: Sequence[MemoryRecord]) -> list[LoadedRef]:
-    """References of loaded memory records (what `turn_log` keeps of them)."""
-    return [{"kind": r["kind"], "key": r["key"]} for r in records if "kind" in r and "key" in r]
+def loaded_refs(records: Sequence[MemoryRecord]) -> list[str]:
+    """References of loaded memory records, "<kind>:<key>" (what `turn_log` keeps of them)."""
+    return [f"{r['kind']}:{r['key']}" for r in records if "kind" in r and "key" in r]

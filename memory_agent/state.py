@@ -87,13 +87,6 @@ class TeamRun(TypedDict):
     """Why it failed (None when ok)."""
 
 
-class LoadedRef(TypedDict):
-    """A memory loaded for a turn, by reference (its text stays in the store)."""
-
-    kind: MemoryKind
-    key: str
-
-
 class TurnSaved(TypedDict):
     """What a turn wrote to long-term memory."""
 
@@ -121,13 +114,15 @@ class TurnEntry(TypedDict, total=False):
     intent: Intent
     reason: str
     load_ms: float
-    loaded: list[LoadedRef]
+    loaded: list[str]
+    """The memories loaded, by reference: "<kind>:<key>" (their texts stay in the store)."""
     teams: list[TeamRun]
     saved: TurnSaved
 
 
-TURN_LOG_TURNS = 50
-"""Completed turns `turn_log` keeps (older ones drop out): its size per thread stays bounded."""
+TURN_LOG_TURNS = 20
+"""Completed turns `turn_log` keeps (older ones drop out). The log is rewritten with each turn's
+checkpoint, so it is kept short and its entries compact (see the README for its size)."""
 
 
 def append_turns(left: list[TurnEntry], right: list[TurnEntry]) -> list[TurnEntry]:
