@@ -472,8 +472,22 @@ def test_an_open_server_asks_who_is_talking_and_says_it_is_open(
     page.get_by_label("Who is talking? (user id)").fill("zoe")
     page.get_by_role("button", name="Start").click()
     page.locator(".badge", has_text="open server").wait_for()
-    answer = send(page, "I live in Quito.")
+    # A refused turn reads as a sentence, and the page goes on working.
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("x" * 16_001)
+    box.press("Enter")
+    refused = page.locator(".message.error")
+    refused.wait_for()
+    assert refused.text_content() == (
+        "The message was refused: the message is 16001 characters long; the limit is 16000"
+    )
+    # Text that looks like HTML is shown as text, never run.
+    evil = '<img src=x onerror="window.owned=1">I live in Quito.'
+    answer = send(page, evil)
     assert answer.locator(".text").text_content()
+    assert page.locator(".message.human").last.text_content() == evil
+    assert page.locator("#messages img").count() == 0
+    assert page.evaluate("window.owned") is None
     page.get_by_role("button", name="Memory", exact=True).click()
     page.locator(".memory", has_text="Quito").wait_for()
     listed = httpx.get(f"{open_server.url}/me/memories", params={"user_id": "zoe"}).json()
