@@ -153,6 +153,10 @@ async def _delete_memory(request: Request, deps: _Deps, user: str) -> Any:
 async def _forget(request: Request, deps: _Deps, user: str) -> Any:
     # The server's own records of the user's threads, found before their checkpoints go.
     on_server = await _server_threads(deps, user)
+    # A run of the user's still queued or going would write again after the receipt: stop them
+    # first. A turn of a program or the CLI holds the user's lock, which forget waits for.
+    for thread_id in on_server:
+        await _stop_runs(deps, thread_id)
     # Checkpoints and memories: one transaction (see `retention.forget_user_data`).
     receipt = await forget_user_data(deps.pool, user)
     for thread_id in on_server:
@@ -184,6 +188,17 @@ async def _server_threads(deps: _Deps, user: str) -> list[str]:
         if len(page) < _THREAD_PAGE:
             return found
         offset += _THREAD_PAGE
+
+
+async def _stop_runs(deps: _Deps, thread_id: str) -> None:
+    """Cancel the thread's queued and running server runs, and wait until they have stopped."""
+    for status in ("pending", "running"):
+        for run in await deps.client.runs.list(thread_id, status=status, limit=MAX_LIMIT):
+            try:
+                await deps.client.runs.cancel(thread_id, run["run_id"], wait=True)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code not in (404, 409):
+                    raise
 
 
 async def _delete_server_thread(deps: _Deps, thread_id: str) -> None:

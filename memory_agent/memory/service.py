@@ -655,8 +655,16 @@ class MemoryService:
 
     async def list_users(self) -> list[str]:
         """User ids that have any memory in this store."""
-        namespaces = await self.store.alist_namespaces(prefix=("users",), max_depth=2)
-        return sorted({decode_label(ns[1]) for ns in namespaces if len(ns) > 1})
+        users: set[str] = set()
+        offset = 0
+        while True:  # the store answers a page at a time (100 by default)
+            page = await self.store.alist_namespaces(
+                prefix=("users",), max_depth=2, limit=_PAGE, offset=offset
+            )
+            users.update(decode_label(ns[1]) for ns in page if len(ns) > 1)
+            if len(page) < _PAGE:
+                return sorted(users)
+            offset += _PAGE
 
     async def _find(self, user_id: str, key: str) -> Item | None:
         kinds: tuple[Kind, ...] = ("facts", "preferences", "entities", "episodes", "history")

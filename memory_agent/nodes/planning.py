@@ -7,11 +7,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
 from memory_agent.errors import ConfigurationError
 from memory_agent.events import emit
+from memory_agent.identity import acting_user
 from memory_agent.intent import budget_for, classify
 from memory_agent.memory.service import MemoryService
 from memory_agent.models import is_offline, message_text, resolve_chat_model
@@ -28,7 +30,9 @@ async def planning(
     model = None if is_offline(ctx.model) else resolve_chat_model(ctx.model, api_key=ctx.api_key)
     intent, reason = await classify(text, model)
     budget = budget_for(intent, ctx)
-    user_id = state.get("user_id")
+    # The identity is established here again: a run may start at this node (a command, a state
+    # edit) without passing through initialize.
+    user_id = acting_user(state, get_config())
     records: list[MemoryRecord] = []
     skipped: str | None = None
     started = time.perf_counter()

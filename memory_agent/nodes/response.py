@@ -9,11 +9,13 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from memory_agent.analysis import turn_entry
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
 from memory_agent.events import emit
+from memory_agent.identity import acting_user
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, fold_summary
@@ -36,6 +38,7 @@ def system_prompt(state: SupervisorState) -> str:
 
 
 async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    acting_user(state, get_config())  # a refused identity gets no answer (see `identity`)
     ctx = resolve_context(runtime.context)
     model = resolve_chat_model(ctx.model, api_key=ctx.api_key)
     messages: list[AnyMessage] = list(state["messages"])
@@ -75,7 +78,7 @@ async def _persist(
     summary: str,
     message_count: int,
 ) -> Saved | None:
-    user_id = state.get("user_id")
+    user_id = acting_user(state, get_config())
     thread_id = thread_id_of(runtime)
     started = time.perf_counter()
     if user_id is None or runtime.store is None:
