@@ -290,6 +290,7 @@ async def _delete_conversation(request: Request, deps: _Deps, user: str) -> Any:
     """
     thread_id = validate_key(request.path_params["thread_id"], "thread id")
     await _owned_thread(deps, user, thread_id)
+    await _stop_runs(deps, thread_id)  # a run still going would write the thread again
     await _delete_server_thread(deps, thread_id)
     store = deps.service.store
     record_ns = user_namespace(user, "conversations")
