@@ -20,6 +20,7 @@ from memory_agent.models import OfflineChatModel, resolve_chat_model
 from memory_agent.persistence import open_agent, open_pool, reindex_store, setup_database
 from memory_agent.retention import PruneReceipt
 from memory_agent.state import InputState, OutputState, SupervisorState
+from memory_agent.sync import SyncAgent, open_agent_sync
 from memory_agent.teams import Team, TeamRequest, default_teams
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "OutputState",
     "PruneReceipt",
     "SupervisorState",
+    "SyncAgent",
     "Team",
     "TeamRequest",
     "ThreadBusyError",
@@ -49,6 +51,7 @@ __all__ = [
     "graph",
     "memories",
     "open_agent",
+    "open_agent_sync",
     "open_pool",
     "prune",
     "reindex_store",

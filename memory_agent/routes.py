@@ -18,9 +18,9 @@ open server (no tokens configured) `user_id` is required and names the user.
     DELETE /me                            forget me: every memory and thread -> a receipt
                                           (checkpoints and memories in one transaction)
 
-The chat page (`memory_agent/ui/`) is served at `/ui/`: static files only, which the server
-lets through without a token (it exempts GET /ui*); everything it shows comes from the routes
-above and the server's own API, called with the caller's token.
+The chat page (`memory_agent/ui/`) is served at `/ui/` without a token: static files only, no
+data; everything it shows comes from the routes above and the server's own API, called with the
+caller's token.
 
 Errors are JSON `{"error": <code>, "detail": <message>}` with the matching status: 400, 401,
 403, 404, 409 (the user's turns did not finish in time), 422, 503.
@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from memory_agent.analysis import thread_report
-from memory_agent.auth import OWNER_KEY, TokenTable
+from memory_agent.auth import OWNER_KEY, TokenTable, bearer_token
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
 from memory_agent.memory.extraction import DraftKind
 from memory_agent.memory.namespaces import user_namespace, validate_user_id
@@ -80,23 +80,35 @@ class _Deps:
     service: MemoryService
     pool: Pool
     client: LangGraphClient
-    auth_on: bool
+    tokens: TokenTable | None
+
+    @property
+    def auth_on(self) -> bool:
+        return self.tokens is not None
 
 
 Handler = Callable[[Request, "_Deps", str], Awaitable[Any]]
 
 
-def _caller(request: Request, auth_on: bool) -> str:
-    """Who is asking: the authenticated user, or on an open server the `user_id` parameter."""
-    user = request.scope.get("user")
-    identity = getattr(user, "identity", "") if user is not None else ""
+def _caller(request: Request, tokens: TokenTable | None) -> str:
+    """Who is asking: the bearer token's user, or on an open server the `user_id` parameter.
+
+    The routes authenticate for themselves (`http.enable_custom_route_auth` is off) so that
+    every answer, 401 included, has this module's `{"error", "detail"}` shape.
+    """
     named = request.query_params.get("user_id")
-    if identity:
+    if tokens is not None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise RouteError(
+                401, "unauthenticated", "missing bearer token (Authorization: Bearer <token>)"
+            )
+        identity = tokens.identify(token)
+        if identity is None:
+            raise RouteError(401, "unauthenticated", "invalid token")
         if named is not None and named != identity:
             raise RouteError(403, "forbidden", "user_id differs from the authenticated user")
-        return str(identity)
-    if auth_on:
-        raise RouteError(401, "unauthenticated", "missing or invalid bearer token")
+        return identity
     if named is None:
         raise RouteError(400, "bad_request", "user_id is required (the server has no auth)")
     return validate_user_id(named)
@@ -214,7 +226,7 @@ async def _whoami(request: Request, deps: _Deps) -> JSONResponse:
     """GET /me: the caller, and whether the server checks tokens (the page's sign-in)."""
     try:
         if deps.auth_on or "user_id" in request.query_params:
-            user: str | None = _caller(request, deps.auth_on)
+            user: str | None = _caller(request, deps.tokens)
         else:
             user = None  # an open server: the page asks who is talking
     except RouteError as exc:
@@ -346,7 +358,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         deps: _Deps = request.app.state.memory_routes
         try:
-            return JSONResponse(await handler(request, deps, _caller(request, deps.auth_on)))
+            return JSONResponse(await handler(request, deps, _caller(request, deps.tokens)))
         except RouteError as exc:
             error = (exc.status, exc.code, exc.detail)
         except InvalidInputError as exc:
@@ -357,7 +369,8 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
             logger.error("database unavailable: %s", exc)
             error = (503, "database_unavailable", "the database is unavailable")
         status, code, detail = error
-        return JSONResponse({"error": code, "detail": detail}, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
     endpoint.__name__ = handler.__name__.lstrip("_")
     return endpoint
@@ -379,7 +392,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             service=MemoryService(store),
             pool=pool,
             client=client,
-            auth_on=TokenTable.from_env() is not None,
+            tokens=TokenTable.from_env(),
         )
         yield
 

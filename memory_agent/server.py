@@ -218,7 +218,19 @@ def http_error(exc: MemoryAgentError) -> HTTPException:
     if isinstance(exc, HTTPException):
         return exc
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
-    return HTTPException(status_code=status, detail=f"{type(exc).__name__}: {exc}")
+    return _answered(type(exc))(status_code=status, detail=str(exc))
+
+
+_ANSWERED: dict[str, type[HTTPException]] = {}
+
+
+def _answered(cls: type[MemoryAgentError]) -> type[HTTPException]:
+    """An `HTTPException` carrying `cls`'s name, which the server reports as the error's type
+    (`{"error": "InvalidInputError", "message": "422: ..."}`)."""
+    name = cls.__name__
+    if name not in _ANSWERED:
+        _ANSWERED[name] = type(name, (HTTPException,), {"__module__": __name__})
+    return _ANSWERED[name]
 
 
 class ServerAgent(GuardedAgent):

@@ -45,7 +45,7 @@ def test_langgraph_dockerfile_wires_every_component(tmp_path: Path) -> None:
         for line in target.read_text().splitlines()
         if line.startswith("ENV ")
     }
-    assert env["LANGSERVE_GRAPHS"] == {"supervisor": "memory_agent.graph:graph"}
+    assert env["LANGSERVE_GRAPHS"] == {"supervisor": "memory_agent.server:graph"}
     assert env["LANGGRAPH_CHECKPOINTER"]["path"].endswith("/memory_agent/server.py:checkpointer")
     assert env["LANGGRAPH_STORE"]["path"].endswith("memory_agent/server.py:store")
     assert env["LANGGRAPH_AUTH"] == CONFIG["auth"]
@@ -54,7 +54,8 @@ def test_langgraph_dockerfile_wires_every_component(tmp_path: Path) -> None:
 
 def test_the_config_names_what_exists() -> None:
     """Each path in langgraph.json resolves to the kind of object the server expects."""
-    assert CONFIG["graphs"] == {"supervisor": "memory_agent.graph:graph"}
+    assert CONFIG["graphs"] == {"supervisor": "memory_agent.server:graph"}
+    assert isinstance(server.graph, server.ServerAgent) and server.graph.checkpointer is None
     for key, factory in (("checkpointer", server.checkpointer), ("store", server.store)):
         file, name = CONFIG[key]["path"].split(":")
         assert (REPO / file).resolve() == Path(server.__file__).resolve()
@@ -64,4 +65,5 @@ def test_the_config_names_what_exists() -> None:
     assert auth.auth._authenticate_handler is not None
     assert CONFIG["http"]["app"] == "memory_agent.routes:app"
     assert isinstance(routes.app, Starlette)
-    assert CONFIG["http"]["enable_custom_route_auth"] is True
+    # The memory routes authenticate for themselves (their 401 has their JSON shape).
+    assert CONFIG["http"]["enable_custom_route_auth"] is False
