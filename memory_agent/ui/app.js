@@ -107,7 +107,9 @@
   function runErrorText(data) {
     if (!data || typeof data !== "object") return `The turn failed: ${String(data)}`;
     const what = ERROR_NAMES[data.error] || "The turn failed";
-    return data.message ? `${what}: ${data.message}` : `${what}.`;
+    // The server names a typed error as an HTTP error: "422: <reason>"; the reason is enough.
+    const message = String(data.message || "").replace(/^\d{3}: /, "");
+    return message ? `${what}: ${message}` : `${what}.`;
   }
 
   function formatTime(iso) {

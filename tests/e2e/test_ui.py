@@ -275,6 +275,7 @@ def test_the_pages_rendering_helpers(page_for: Any, running: Running) -> None:
           e503: ui.errorText(503, {error: 'database_unavailable'}),
           e422: ui.errorText(422, {error: 'invalid_input', detail: 'text is required'}),
           run: ui.runErrorText({error: 'ModelError', message: 'rate limited'}),
+          refused: ui.runErrorText({error: 'InvalidInputError', message: '422: too long'}),
           turn: ui.reportTurnLines({turn: 2, started_at: null, ms: 12.4, intent: 'question',
                                     question: 'Why?', memories: {load_ms: 1, counts: {fact: 1},
                                     items: [{}]}, teams: [{team: 'memory', ok: true, ms: 3}],
@@ -303,6 +304,7 @@ def test_the_pages_rendering_helpers(page_for: Any, running: Running) -> None:
     assert got["e503"].startswith("The database is unavailable")
     assert got["e422"] == "text is required"
     assert got["run"] == "The model failed: rate limited"
+    assert got["refused"] == "The message was refused: too long"
     assert got["turn"] == [
         "Turn 2 · time unknown · 12 ms · intent question",
         "Asked: Why?",
