@@ -351,22 +351,24 @@
 
   // --- conversations --------------------------------------------------------------------------
 
+  let conversationRequest = 0; // only the latest listing is shown
+
   async function loadConversations(reset) {
-    if (reset) {
-      state.offset = 0;
-      $("conversation-list").replaceChildren();
-    }
+    const mine = ++conversationRequest;
+    const offset = reset ? 0 : state.offset;
     let found;
     try {
-      found = (await api("GET", "/me/conversations", null, { limit: PAGE, offset: state.offset }))
+      found = (await api("GET", "/me/conversations", null, { limit: PAGE, offset }))
         .conversations;
     } catch (e) {
       banner(e.message);
       return;
     }
+    if (mine !== conversationRequest) return;
     const list = $("conversation-list");
+    if (reset) list.replaceChildren();
     for (const c of found) list.append(conversationItem(c));
-    state.offset += found.length;
+    state.offset = offset + found.length;
     $("more-conversations").hidden = found.length < PAGE;
     $("no-conversations").hidden = list.children.length > 0;
     markCurrent();
@@ -463,6 +465,7 @@
       banner(e.message);
       return;
     }
+    if (state.thread !== threadId) return; // another conversation was opened meanwhile
     const byId = new Map();
     for (const m of values.messages || []) {
       const kind = m.type === "human" ? "human" : m.type === "ai" ? "ai" : null;
@@ -477,6 +480,7 @@
     }
     $("show-report").hidden = false;
     const report = await fetchReport();
+    if (state.thread !== threadId) return;
     for (const turn of report ? report.turns : []) {
       const li = byId.get(turn.answer_id);
       if (li) li.append(memoriesDetails(turn.memories.items));
@@ -613,8 +617,11 @@
     await loadMemories();
   }
 
+  let memoryRequest = 0; // only the latest list or search is shown
+
   async function loadMemories() {
     const kind = $("memory-kind").value;
+    const mine = ++memoryRequest;
     let found;
     try {
       found = (await api("GET", "/me/memories", null, kind ? { kind } : null)).memories;
@@ -622,10 +629,12 @@
       banner(e.message);
       return;
     }
+    if (mine !== memoryRequest) return;
     renderMemories(found, `${found.length} memor${found.length === 1 ? "y" : "ies"}`);
   }
 
   async function searchMemories(q) {
+    const mine = ++memoryRequest;
     let found;
     try {
       found = (await api("GET", "/me/memories/search", null, { q, limit: 20 })).memories;
@@ -633,6 +642,7 @@
       banner(e.message);
       return;
     }
+    if (mine !== memoryRequest) return;
     renderMemories(found, `${found.length} result(s) for “${q}”`);
   }
 

@@ -319,6 +319,8 @@ def test_the_pages_rendering_helpers(page_for: Any, running: Running) -> None:
 def test_a_user_chats_sees_memories_and_manages_them(
     page_for: Any, running: Running, tmp_path: Path
 ) -> None:
+    from playwright.sync_api import expect
+
     url = running.server.url
     page = page_for()
     sign_in(page, url, "not-a-token")
@@ -349,7 +351,7 @@ def test_a_user_chats_sees_memories_and_manages_them(
 
     # An old conversation: its messages, the memories each answer used, what happened.
     items = page.locator(".conversation .open")
-    assert items.count() == 2
+    expect(items).to_have_count(2)
     assert items.nth(0).locator(".title").text_content() == "What is my favourite colour?"
     items.nth(1).click()
     page.locator(".message.human").get_by_text("My favourite colour is teal.").wait_for()
@@ -370,6 +372,7 @@ def test_a_user_chats_sees_memories_and_manages_them(
     page.get_by_text("result(s) for “colour”").wait_for()
     assert page.locator(".memory", has_text="teal").count() >= 1
     page.get_by_role("button", name="Show all").click()
+    page.locator("#memory-caption", has_text=re.compile(r"^\d+ memor")).wait_for()
     row = page.locator(".memory", has_text="teal").first
     row.get_by_role("button", name="Edit").click()
     page.get_by_label("Corrected text").fill("The user's favourite colour is green.")
