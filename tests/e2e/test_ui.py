@@ -8,10 +8,12 @@ screenshot (docs/chat-page.png).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
+from memory_agent import memories, open_agent
 from tests.e2e.conftest import TOKENS, USERS, Running, bearer
 from tests.e2e.devserver import REPO, DevServer
 from tests.pg import fresh_database
@@ -42,6 +45,8 @@ NO_CHROMIUM = (
 )
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)
 WAIT_MS = 60_000
+PAGE = 20
+"""Conversations the page lists at a time (app.js)."""
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -403,7 +408,7 @@ def test_a_user_chats_sees_memories_and_manages_them(
 @pytest.mark.browser
 @needs_chromium
 def test_another_user_sees_none_of_it(page_for: Any, running: Running) -> None:
-    alice_thread = sdk_turn(running, "alice", "My locker code is 4242.")
+    carol_thread = sdk_turn(running, "carol", "My locker code is 4242.")
     page = page_for()
     sign_in(page, running.server.url, TOKENS["bob"])
     page.get_by_text(f"Signed in as {USERS['bob']}").wait_for()
@@ -414,11 +419,11 @@ def test_another_user_sees_none_of_it(page_for: Any, running: Running) -> None:
     page.get_by_label("Search memories").press("Enter")
     page.get_by_text("0 result(s)").wait_for()
     assert "4242" not in page.content()
-    # Even asked directly, the server answers Bob nothing of Alice's.
+    # Even asked directly, the server answers Bob nothing of Carol's.
     status = page.evaluate(
         """async (id) => (await fetch(`/threads/${id}/state`, {headers: {Authorization:
             `Bearer ${sessionStorage.getItem('memory_agent.token')}`}})).status""",
-        alice_thread,
+        carol_thread,
     )
     assert status == 404
 
@@ -445,6 +450,42 @@ def test_forget_me_asks_first_and_shows_the_receipt(page_for: Any, running: Runn
     page.get_by_text("0 memories").wait_for()
     page.get_by_role("button", name="Chat").click()
     page.get_by_text("No conversations yet.").wait_for()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_long_conversation_list_pages(page_for: Any, running: Running, web: httpx.Client) -> None:
+    from playwright.sync_api import expect
+
+    async def seed() -> None:  # conversation records as turns leave them, without the turns
+        async with open_agent(running.database_url, setup=False) as agent:
+            service = memories(agent)
+            for i in range(PAGE + 1):
+                await service.save_conversation(
+                    USERS["erin"],
+                    f"paged-{i:02d}",
+                    title=f"Paged {i:02d}",
+                    summary="",
+                    last_message=f"message {i}",
+                    message_count=2,
+                )
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
+        pool.submit(asyncio.run, seed()).result()
+    every = web.get("/me/conversations", params={"limit": 100}, headers=bearer("erin")).json()
+    titles = [c["title"] for c in every["conversations"]]
+    page = page_for()
+    sign_in(page, running.server.url, TOKENS["erin"])
+    listed = page.locator(".conversation .title")
+    expect(listed).to_have_count(PAGE)
+    more = page.get_by_role("button", name="Load more")
+    while more.is_visible():
+        shown = listed.count()
+        more.focus()
+        more.press("Enter")
+        expect(listed).not_to_have_count(shown)
+        page.wait_for_load_state("networkidle")
+    assert listed.all_text_contents() == titles, "newest first, every one once"
 
 
 @pytest.fixture(scope="module")
