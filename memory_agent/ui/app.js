@@ -25,6 +25,7 @@
       const teams = (ev.teams || []).join(", ") || "none";
       return `plan: ${ev.intent} (teams: ${teams})`;
     }
+    if (name === "model_fallback") return `model: ${ev.purpose} by ${ev.fallback} (${ev.error})`;
     if (name === "team_started") return `team ${ev.team}: started`;
     if (name === "team_finished") {
       if (ev.ok) return `team ${ev.team}: done${ms(ev.ms)}`;

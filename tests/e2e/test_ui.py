@@ -275,6 +275,8 @@ def test_the_pages_rendering_helpers(page_for: Any, running: Running) -> None:
           failed: ui.progressText({event: 'team_finished', team: 'web', ok: false, ms: 5000,
                                    error: 'timed out'}),
           saved: ui.progressText({event: 'memory_saved', memories: ['k1', 'k2'], skipped: null}),
+          fallback: ui.progressText({event: 'model_fallback', purpose: 'intent', fallback: 'rules',
+                                     error: 'not JSON'}),
           sse: sse, parts: ui.messageText([{type: 'text', text: 'a'}, 'b']),
           e401: ui.errorText(401, {detail: 'invalid token'}),
           e503: ui.errorText(503, {error: 'database_unavailable'}),
@@ -297,6 +299,7 @@ def test_the_pages_rendering_helpers(page_for: Any, running: Running) -> None:
     assert got["plan"] == "plan: recall (teams: memory)"
     assert got["failed"] == "team web: failed in 5000.0 ms (timed out)"
     assert got["saved"] == "saved: conversation + 2 memories"
+    assert got["fallback"] == "model: intent by rules (not JSON)"
     assert got["sse"] == {
         "events": [
             {"event": "custom", "data": {"event": "plan_ready"}},
