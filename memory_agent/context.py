@@ -27,6 +27,42 @@ def _env_model() -> str:
     return os.environ.get("MEMORY_AGENT_MODEL", "offline")
 
 
+ModelPurpose = Literal["answer", "intent", "teams", "extraction", "summary"]
+MODEL_PURPOSES: tuple[ModelPurpose, ...] = ("answer", "intent", "teams", "extraction", "summary")
+"""The kinds of model call a turn makes: the answer, and four internal decisions."""
+CALL_LIMITS = ("temperature", "max_tokens", "timeout", "max_retries")
+"""The bounds each model call gets (see `memory_agent.models.DEFAULT_LIMITS`)."""
+StructuredOutputMethod = Literal["auto", "json_schema", "function_calling", "json_mode"]
+
+
+def _env_number(name: str, kind: type[float] | type[int]) -> Any:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"${name} must be a number, not {raw!r}") from exc
+
+
+def _env_internal_model() -> str | None:
+    return os.environ.get("MEMORY_AGENT_INTERNAL_MODEL") or None
+
+
+def _env_structured_output() -> Any:
+    return os.environ.get("MEMORY_AGENT_STRUCTURED_OUTPUT") or "auto"
+
+
+def _env_model_timeout() -> float | None:
+    value: float | None = _env_number("MEMORY_AGENT_MODEL_TIMEOUT", float)
+    return value
+
+
+def _env_model_max_retries() -> int | None:
+    value: int | None = _env_number("MEMORY_AGENT_MODEL_MAX_RETRIES", int)
+    return value
+
+
 @dataclass(kw_only=True)
 class AgentContext:
     """Settings of one run."""
@@ -59,6 +95,26 @@ class AgentContext:
     """ISO-8601 time of the turn (default: the clock). Set it when importing a past
     conversation: memories are dated by it and "yesterday" in the message is resolved
     against it."""
+    internal_model: str | None = field(default_factory=_env_internal_model)
+    """A (cheaper) model for the internal calls: intent, team choice, extraction, summary, as
+    "offline" or "provider:model" (a string: a second model-instance field would break the
+    context's JSON schema, which the server filters clients' context by). None: `model`.
+    Defaults to $MEMORY_AGENT_INTERNAL_MODEL."""
+    structured_output: StructuredOutputMethod = field(default_factory=_env_structured_output)
+    """How structured answers are asked for: "json_schema" (`response_format` with a schema),
+    "function_calling" (a forced tool call), "json_mode" (`response_format: json_object`), or
+    "auto" (the provider package's default). llama.cpp's servers want "function_calling";
+    see the README. Defaults to $MEMORY_AGENT_STRUCTURED_OUTPUT, else "auto"."""
+    model_timeout: float | None = field(default_factory=_env_model_timeout)
+    """Seconds one model request may take, for every call (None: per-purpose defaults).
+    Defaults to $MEMORY_AGENT_MODEL_TIMEOUT."""
+    model_max_retries: int | None = field(default_factory=_env_model_max_retries)
+    """Retries of a failed model request (connection errors, 429, 5xx), for every call (None:
+    per-purpose defaults). Defaults to $MEMORY_AGENT_MODEL_MAX_RETRIES."""
+    model_limits: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    """Per-purpose overrides of a call's bounds, e.g. `{"answer": {"max_tokens": 4096},
+    "extraction": {"timeout": 90}}`; purposes: answer, intent, teams, extraction, summary;
+    bounds: temperature, max_tokens, timeout, max_retries (None: not sent to the provider)."""
     api_key: str | None = field(default=None, repr=False, metadata={"secret": True})
     """API key for a "provider:model" chat model (else the provider's environment variable).
     Secret: never checkpointed, never stored, hidden from `repr`."""
@@ -89,6 +145,44 @@ class AgentContext:
             raise ConfigurationError(
                 f"AgentContext.extractor must be 'auto', 'model' or 'rules', not {self.extractor!r}"
             )
+        _check_model_settings(self)
+
+
+def _check_model_settings(ctx: AgentContext) -> None:
+    methods = ("auto", "json_schema", "function_calling", "json_mode")
+    if ctx.structured_output not in methods:
+        raise ConfigurationError(
+            f"AgentContext.structured_output must be one of {methods}, "
+            f"not {ctx.structured_output!r}"
+        )
+    if ctx.model_timeout is not None and not ctx.model_timeout > 0:
+        raise ConfigurationError("AgentContext.model_timeout must be positive")
+    if ctx.model_max_retries is not None and ctx.model_max_retries < 0:
+        raise ConfigurationError("AgentContext.model_max_retries must not be negative")
+    if not isinstance(ctx.model_limits, dict):
+        raise ConfigurationError("AgentContext.model_limits must map purposes to bounds")
+    for purpose, bounds in ctx.model_limits.items():
+        if purpose not in MODEL_PURPOSES or not isinstance(bounds, dict):
+            raise ConfigurationError(
+                f"AgentContext.model_limits: unknown purpose {purpose!r}; "
+                f"purposes are {list(MODEL_PURPOSES)}"
+            )
+        for name, value in bounds.items():
+            if name not in CALL_LIMITS:
+                raise ConfigurationError(
+                    f"AgentContext.model_limits[{purpose!r}]: unknown bound {name!r}; "
+                    f"bounds are {list(CALL_LIMITS)}"
+                )
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(
+                    f"AgentContext.model_limits[{purpose!r}][{name!r}] must be a number"
+                )
+            if value < 0 or (name in ("max_tokens", "timeout") and value == 0):
+                raise ConfigurationError(
+                    f"AgentContext.model_limits[{purpose!r}][{name!r}] is out of range: {value}"
+                )
 
 
 def thread_id_of(runtime: Runtime[Any]) -> str | None:

@@ -45,6 +45,7 @@ from memory_agent.errors import (
 from memory_agent.graph import Agent
 from memory_agent.identity import authenticated_user, claimed_user, not_theirs
 from memory_agent.locks import ThreadLocks
+from memory_agent.models import check_models
 from memory_agent.secrets import refuse_secret_keys
 from memory_agent.validation import thread_id_from, validate_messages, validate_turn
 
@@ -154,6 +155,7 @@ class GuardedAgent(Agent):
             "configurable": {**given.get("configurable", {}), "thread_id": thread_id},
         }
         turn: Any = validate_turn(input, ctx)
+        check_models(ctx)  # no provider package or credentials: refused before it is stored
         user_id = await self._user_of(turn, config)
         try:
             async with guard.locks.hold(thread_id, user_id):

@@ -100,7 +100,7 @@ def reset_team_accounting() -> dict[str, Any]:
 class Rejection(TypedDict):
     """Why initialize refused a turn; the reject node raises the matching error."""
 
-    code: Literal["invalid_input", "ownership"]
+    code: Literal["invalid_input", "ownership", "model"]
     message: str
 
 

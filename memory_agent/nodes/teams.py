@@ -60,7 +60,10 @@ _LINE_CHARS = 1_000
 
 
 def route_after_planning(state: SupervisorState) -> list[Send] | Literal["response"]:
-    """One `Send` per team of the plan (they run in parallel), or straight to the response."""
+    """One `Send` per team of the plan (they run in parallel), or straight to the response
+    (nowhere when planning rolled the turn back: its `Command` goes to `reject`)."""
+    if state.get("status") == "rejected":
+        return []
     tasks = state.get("plan", {}).get("tasks", [])
     if not tasks:
         return "response"
