@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make server PORT=9000` (or PORT in the environment): the dev server's port.
+PORT ?= 8123
 
 .PHONY: run server test lint bench install local-embeddings real-model clean
 
@@ -30,9 +32,11 @@ real-model: $(STAMP)
 run: $(STAMP)
 	$(BIN)/memory-agent chat --user "$${MEMORY_AGENT_USER:-$$(whoami)}"
 
-# The LangGraph dev server (langgraph.json); MEMORY_AGENT_AUTH_TOKENS unset means an open server.
+# The LangGraph dev server (langgraph.json) on $(PORT); MEMORY_AGENT_AUTH_TOKENS unset
+# means an open server. No reloader: it watched the data directory (`.langgraph_api`) and its
+# restarts left the embedded PostgreSQL running; a failed start-up then ends the process.
 server: $(STAMP)
-	$(BIN)/langgraph dev --port $${PORT:-8123} --no-browser
+	$(BIN)/langgraph dev --port $(PORT) --no-browser --no-reload
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from memory_agent.errors import (
 )
 from memory_agent.graph import Agent, build_graph, builder, graph
 from memory_agent.guard import GuardedAgent, resume_turn
-from memory_agent.manage import forget_user, memories, prune
+from memory_agent.manage import forget_user, memories, prune, resolve_memory_key
 from memory_agent.memory import MemoryService
 from memory_agent.models import OfflineChatModel, resolve_chat_model
 from memory_agent.persistence import open_agent, open_pool, reindex_store, setup_database
@@ -56,6 +56,7 @@ __all__ = [
     "prune",
     "reindex_store",
     "resolve_chat_model",
+    "resolve_memory_key",
     "resume_turn",
     "setup_database",
 ]

@@ -44,10 +44,11 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -69,6 +70,60 @@ PRUNE_EVERY = 10
 """Turns between two prunings of a thread: storage is bounded by about this many turns."""
 
 _REMEMBERED_THREADS = 10_000
+
+# The run-scoped operations the LangGraph server calls (`adelete_for_runs` on a rollback,
+# `acopy_thread` for POST /threads/{id}/copy). Blob versions follow upstream's prune: a blob is
+# deleted only when a deleted checkpoint used it and no kept checkpoint of its namespace does.
+RUN_CHECKPOINTS_SQL = """
+SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM checkpoints
+WHERE metadata ->> 'run_id' = ANY(%s)
+"""
+DELETE_RUN_WRITES_SQL = """
+DELETE FROM checkpoint_writes
+WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)
+"""
+DELETE_RUN_CHECKPOINTS_SQL = """
+WITH deleted AS (
+    DELETE FROM checkpoints
+    WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)
+    RETURNING checkpoint -> 'channel_versions' AS versions
+)
+SELECT DISTINCT v.key AS channel, v.value AS version
+FROM deleted CROSS JOIN LATERAL jsonb_each_text(deleted.versions) AS v
+"""
+RELINK_CHILDREN_SQL = """
+UPDATE checkpoints SET parent_checkpoint_id = %s
+WHERE thread_id = %s AND checkpoint_ns = %s AND parent_checkpoint_id = %s
+"""
+REFERENCED_BLOBS_SQL = """
+SELECT DISTINCT v.key AS channel, v.value AS version
+FROM checkpoints c CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+WHERE c.thread_id = %s AND c.checkpoint_ns = %s
+"""
+DELETE_BLOBS_SQL = """
+DELETE FROM checkpoint_blobs
+WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = ANY(%s)
+"""
+COPY_CHECKPOINTS_SQL = """
+INSERT INTO checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata)
+SELECT %(target)s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata
+FROM checkpoints WHERE thread_id = %(source)s
+ON CONFLICT DO NOTHING
+"""
+COPY_BLOBS_SQL = """
+INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT %(target)s, checkpoint_ns, channel, version, type, blob
+FROM checkpoint_blobs WHERE thread_id = %(source)s
+ON CONFLICT DO NOTHING
+"""
+COPY_WRITES_SQL = """
+INSERT INTO checkpoint_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT %(target)s, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob
+FROM checkpoint_writes WHERE thread_id = %(source)s
+ON CONFLICT DO NOTHING
+"""
 
 CONFIG_METADATA_KEYS = frozenset(
     {
@@ -186,3 +241,81 @@ class BoundedPostgresSaver(AsyncPostgresSaver):
             # prunes again. Nothing is lost: pruning only ever deletes superseded rows.
             logger.info("pruning thread %s deferred: %s", thread_id, exc)
             self._since_prune.pop(thread_id, None)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints the given runs wrote (every namespace), with their writes.
+
+        The LangGraph server calls it to roll back a run (`multitask_strategy="rollback"`). A
+        kept checkpoint whose parent is deleted is re-linked to its nearest kept ancestor, and
+        blobs only the deleted checkpoints used are deleted; all in one transaction.
+        """
+        if isinstance(run_ids, str):
+            raise TypeError("run_ids must be a sequence of run ids, not a str")
+        run_ids = [str(r) for r in run_ids]
+        if not run_ids:
+            return
+        async with self._cursor() as cur, cur.connection.transaction():
+            await cur.execute(RUN_CHECKPOINTS_SQL, (run_ids,))
+            doomed: dict[tuple[str, str], dict[str, str | None]] = {}
+            for row in await cur.fetchall():
+                namespace = (row["thread_id"], row["checkpoint_ns"])
+                doomed.setdefault(namespace, {})[row["checkpoint_id"]] = row["parent_checkpoint_id"]
+            for (thread_id, ns), parents in sorted(doomed.items()):
+                ids = sorted(parents)
+                await cur.execute(DELETE_RUN_WRITES_SQL, (thread_id, ns, ids))
+                await cur.execute(DELETE_RUN_CHECKPOINTS_SQL, (thread_id, ns, ids))
+                freed = {(r["channel"], r["version"]) for r in await cur.fetchall()}
+                for checkpoint_id in ids:
+                    await cur.execute(
+                        RELINK_CHILDREN_SQL,
+                        (_kept_ancestor(checkpoint_id, parents), thread_id, ns, checkpoint_id),
+                    )
+                await cur.execute(REFERENCED_BLOBS_SQL, (thread_id, ns))
+                kept = {(r["channel"], r["version"]) for r in await cur.fetchall()}
+                garbage: dict[str, list[str]] = {}
+                for channel, version in sorted(freed - kept):
+                    garbage.setdefault(channel, []).append(version)
+                for channel, versions in garbage.items():
+                    await cur.execute(DELETE_BLOBS_SQL, (thread_id, ns, channel, versions))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, blob and write of one thread to another, in one transaction.
+
+        The LangGraph server calls it for POST /threads/{id}/copy. Rows the target already has
+        are kept. (Checkpoint metadata never holds the thread id: LangGraph leaves it out.)
+        """
+        ids = {"source": str(source_thread_id), "target": str(target_thread_id)}
+        async with self._cursor() as cur, cur.connection.transaction():
+            for sql in (COPY_CHECKPOINTS_SQL, COPY_BLOBS_SQL, COPY_WRITES_SQL):
+                await cur.execute(sql, ids)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Sync bridge to `adelete_for_runs`, from a thread other than the saver's loop."""
+        self._from_another_thread()
+        asyncio.run_coroutine_threadsafe(self.adelete_for_runs(run_ids), self.loop).result()
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Sync bridge to `acopy_thread`, from a thread other than the saver's loop."""
+        self._from_another_thread()
+        asyncio.run_coroutine_threadsafe(
+            self.acopy_thread(source_thread_id, target_thread_id), self.loop
+        ).result()
+
+    def _from_another_thread(self) -> None:
+        # Waiting on the loop from the loop's own thread would never return.
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is self.loop:
+                raise asyncio.InvalidStateError(
+                    "sync calls to BoundedPostgresSaver must come from another thread; "
+                    "on the event loop use the async methods (adelete_for_runs, acopy_thread)"
+                )
+
+
+def _kept_ancestor(checkpoint_id: str, deleted: dict[str, str | None]) -> str | None:
+    """The nearest ancestor of a deleted checkpoint that is not deleted too (or None)."""
+    parent = deleted.get(checkpoint_id)
+    seen = {checkpoint_id}
+    while parent is not None and parent in deleted and parent not in seen:
+        seen.add(parent)
+        parent = deleted[parent]
+    return parent if parent not in deleted else None

@@ -7,9 +7,12 @@ import asyncio
 import getpass
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, HumanMessage
@@ -18,18 +21,24 @@ from langchain_core.runnables import RunnableConfig
 from memory_agent.analysis import report_lines, thread_report
 from memory_agent.checkpointer import DURABILITY
 from memory_agent.context import AgentContext
-from memory_agent.errors import MemoryAgentError, ModelError
+from memory_agent.errors import InvalidInputError, MemoryAgentError, ModelError
 from memory_agent.graph import Agent
 from memory_agent.guard import cut_off, resume_turn
-from memory_agent.manage import forget_user, memories, prune
+from memory_agent.manage import forget_user, known_user, memories, prune, resolve_memory_key
+from memory_agent.memory.namespaces import validate_user_id
 from memory_agent.memory.records import Memory, MemoryKind
-from memory_agent.memory.service import AuditReport
+from memory_agent.memory.service import AuditReport, MemoryService
 from memory_agent.models import check_models
 from memory_agent.persistence import database_url, open_agent, open_pool, reindex_store
+from memory_agent.retention import parse_age
 from memory_agent.state import InputState, MemoryRecord
 from memory_agent.vector_search import MIN_MEMORIES, index_large_users
 
-HELP = "commands: /new  /threads  /switch ID  /memories  /quit"
+HELP = "commands: /new  /threads  /switch ID  /memories  /quit   (Ctrl-C: cancel the turn, or quit)"
+
+MAX_LIMIT = 10_000
+"""The most items one listing asks for (`--limit`)."""
+TTL_ENV = "MEMORY_AGENT_MEMORY_TTL"
 
 
 def _progress(event: dict[str, Any]) -> str:
@@ -96,59 +105,140 @@ async def _turn(
     return "".join(answer)
 
 
-def _lines(prompt: str) -> Iterator[str]:
-    if sys.stdin.isatty():
+class _Lines:
+    """Lines of standard input, read in a daemon thread so the event loop never blocks on it.
+
+    Read on the loop's own thread, a Ctrl-C at the prompt only took effect after Enter: asyncio
+    turns SIGINT into a cancellation of the task, which a blocking read never yields to.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._wanted = threading.Event()
+        self._prompt = ""
+        threading.Thread(target=self._read, name="stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        tty = sys.stdin.isatty()
         while True:
+            self._wanted.wait()
+            self._wanted.clear()
             try:
-                yield input(prompt)
+                line: str | None = input(self._prompt) if tty else sys.stdin.readline()
             except EOFError:
+                line = None
+            if line == "" and not tty:
+                line = None  # end of input
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+            if line is None:
                 return
-    else:
-        yield from (line.rstrip("\n") for line in sys.stdin)
+
+    async def next(self, prompt: str) -> str | None:
+        """The next line (without its newline), or None at the end of input or on `close`."""
+        self._prompt = prompt
+        self._wanted.set()
+        line = await self._queue.get()
+        return None if line is None else line.rstrip("\n")
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
 
 
 async def _chat(args: argparse.Namespace, ctx: AgentContext) -> int:
-    user: str = args.user or getpass.getuser()
+    user: str = args.user if args.user is not None else getpass.getuser()
     thread: str = args.thread or uuid.uuid4().hex[:12]
     check_models(ctx)
+    loop = asyncio.get_running_loop()
+    lines = _Lines(loop)
+    running: list[asyncio.Task[str]] = []
+
+    def interrupt() -> None:
+        # Ctrl-C: cancel the turn in flight, else quit (at the prompt, at once).
+        if running and not running[-1].done():
+            running[-1].cancel()
+        else:
+            print(file=sys.stderr)
+            lines.close()
+
     async with open_agent(args.database, embeddings=args.embeddings) as agent:
         service = memories(agent)
         print(f"memory-agent: chatting as {user!r} on thread {thread}. {HELP}", file=sys.stderr)
-        for line in _lines(f"{user}> "):
-            text = line.strip()
-            if not text:
-                continue
-            if text in ("/quit", "/exit"):
-                break
-            if text == "/new":
-                thread = uuid.uuid4().hex[:12]
-                print(f"new thread {thread}", file=sys.stderr)
-            elif text == "/threads":
-                for conv in await service.list_conversations(user):
-                    mark = "*" if conv["thread_id"] == thread else " "
-                    count = conv["message_count"]
-                    print(f"{mark} {conv['thread_id']}  {conv['title']}  ({count} messages)")
-            elif text.startswith("/switch"):
-                parts = text.split(maxsplit=1)
-                if len(parts) == 2:
-                    thread = parts[1].strip()
-                    print(f"switched to thread {thread}", file=sys.stderr)
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        try:
+            while (line := await lines.next(f"{user}> ")) is not None:
+                text = line.strip()
+                if not text:
+                    continue
+                if text in ("/quit", "/exit"):
+                    break
+                if text == "/new":
+                    thread = uuid.uuid4().hex[:12]
+                    print(f"new thread {thread}", file=sys.stderr)
+                elif text == "/threads":
+                    await _list_threads(service, user, thread)
+                elif text.startswith("/switch"):
+                    thread = await _switch(service, user, thread, text)
+                elif text == "/memories":
+                    for mem in await service.list_memories(user):
+                        print(f"- [{mem['kind']}] {mem['text']}")
+                elif text.startswith("/"):
+                    print(HELP, file=sys.stderr)
                 else:
-                    print("usage: /switch THREAD_ID", file=sys.stderr)
-            elif text == "/memories":
-                for mem in await service.list_memories(user):
-                    print(f"- [{mem['kind']}] {mem['text']}")
-            elif text.startswith("/"):
-                print(HELP, file=sys.stderr)
-            else:
-                try:
-                    await _turn(agent, user, thread, text, ctx, live=True)
-                except ModelError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    print(f"  · {await _standing(agent, thread)}", file=sys.stderr)
-                except MemoryAgentError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
+                    task = asyncio.create_task(_turn(agent, user, thread, text, ctx, live=True))
+                    running.append(task)
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        if not task.cancelled():
+                            raise
+                        print(
+                            "\n  · cancelled: the turn is cut off; your next message on this "
+                            "thread finishes it first",
+                            file=sys.stderr,
+                        )
+                    except ModelError as exc:
+                        print(f"error: {exc}", file=sys.stderr)
+                        print(f"  · {await _standing(agent, thread)}", file=sys.stderr)
+                    except MemoryAgentError as exc:
+                        print(f"error: {exc}", file=sys.stderr)
+                    finally:
+                        running.clear()
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
     return 0
+
+
+async def _list_threads(service: MemoryService, user: str, current: str) -> None:
+    convs = await service.list_conversations(user, limit=MAX_LIMIT)
+    for conv in convs:
+        mark = "*" if conv["thread_id"] == current else " "
+        count = conv["message_count"]
+        print(f"{mark} {conv['thread_id']}  {conv['title']}  ({count} messages)")
+    if all(conv["thread_id"] != current for conv in convs):
+        print(f"* {current}  (current: no messages yet)")
+
+
+async def _switch(service: MemoryService, user: str, current: str, text: str) -> str:
+    """The thread `/switch ID` names: one of the user's by id or unambiguous prefix, else new."""
+    parts = text.split(maxsplit=1)
+    if len(parts) != 2:
+        print("usage: /switch THREAD_ID (or the start of one, as /threads shows)", file=sys.stderr)
+        return current
+    wanted = parts[1].strip()
+    ids = [c["thread_id"] for c in await service.list_conversations(user, limit=MAX_LIMIT)]
+    matches = [t for t in ids if t == wanted] or [t for t in ids if t.startswith(wanted)]
+    if len(matches) > 1:
+        print(f"{wanted!r} starts several of your threads: {', '.join(matches)}", file=sys.stderr)
+        return current
+    if matches:
+        print(f"switched to thread {matches[0]}", file=sys.stderr)
+        return matches[0]
+    print(
+        f"no thread of yours is or starts with {wanted!r}: switched to a new thread {wanted}",
+        file=sys.stderr,
+    )
+    return wanted
 
 
 async def _standing(agent: Agent, thread: str) -> str:
@@ -185,6 +275,8 @@ async def _threads(args: argparse.Namespace, ctx: AgentContext) -> int:
         return 2
     async with open_agent(args.database, embeddings=args.embeddings) as agent:
         convs = await memories(agent).list_conversations(args.user, limit=args.limit)
+        if not convs:
+            await _say_unknown(agent, args.user, "threads")
     if args.json:
         print(json.dumps(convs, indent=2))
     for conv in [] if args.json else convs:
@@ -200,7 +292,9 @@ def _thread_show_parser(threads: argparse.ArgumentParser) -> None:
         "show", help="what happened in a thread, turn by turn"
     )
     show.add_argument("thread_id")
-    show.add_argument("--user", default=argparse.SUPPRESS, help="refuse unless this user owns it")
+    show.add_argument(
+        "--user", type=_user, default=argparse.SUPPRESS, help="refuse unless this user owns it"
+    )
     show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     show.set_defaults(func=_thread_show)
 
@@ -230,8 +324,21 @@ _KINDS: dict[str, tuple[MemoryKind, ...]] = {
 
 
 def _show(mem: Memory | MemoryRecord) -> str:
+    # A fact, preference or entity by its subject (what a user types to name it), else its key.
+    name = mem.get("subject") or mem.get("key", "")
     when = str(mem.get("said_at", ""))[:10]
-    return f"{mem.get('key', '')}  {when}  [{mem.get('kind')}] {mem.get('text', '')}"
+    return f"{name}  {when}  [{mem.get('kind')}] {mem.get('text', '')}"
+
+
+async def _say_unknown(agent: Agent, user: str, what: str) -> None:
+    """On stderr: why a listing of the user's `what` is empty."""
+    if await known_user(agent, user):
+        print(f"user {user!r} has no {what}", file=sys.stderr)
+    else:
+        print(
+            f"no user {user!r}: nothing is stored for them (never seen, or forgotten)",
+            file=sys.stderr,
+        )
 
 
 def _emit(args: argparse.Namespace, value: Any, lines: list[str]) -> None:
@@ -256,12 +363,14 @@ async def _memories(args: argparse.Namespace, ctx: AgentContext) -> int:
         user: str = args.user
         if command == "list":
             mems = await service.list_memories(user, kinds=_KINDS[args.kind])
+            if not mems:
+                await _say_unknown(agent, user, "memories of that kind")
             _emit(args, mems, [_show(m) for m in mems])
         elif command == "search":
             found = await service.search(user, args.query, limit=args.limit)
             _emit(args, found, [f"{r.get('score') or 0:.3f}  {_show(r)}" for r in found])
         elif command == "history":
-            versions = await service.history(user, args.key)
+            versions = await service.history(user, await resolve_memory_key(agent, user, args.key))
             lines = [
                 f"v{v.get('version', 1)}  {str(v['said_at'])[:10]} -> "
                 f"{str(v.get('valid_to') or 'now')[:10]}  {v['text']}"
@@ -269,10 +378,16 @@ async def _memories(args: argparse.Namespace, ctx: AgentContext) -> int:
             ]
             _emit(args, versions, lines)
         elif command == "edit":
-            edited = await service.edit_memory(user, args.key, args.text)
+            key = await resolve_memory_key(agent, user, args.key)
+            edited = await service.edit_memory(user, key, args.text)
             _emit(args, edited, [_show(edited)])
         elif command == "delete":
-            deleted = await service.delete_memory(user, args.key)
+            try:
+                key = await resolve_memory_key(agent, user, args.key)
+            except InvalidInputError as exc:
+                print(f"memory-agent: {exc}", file=sys.stderr)
+                return 1
+            deleted = await service.delete_memory(user, key)
             _emit(args, {"deleted": deleted}, ["deleted" if deleted else "no such memory"])
             return 0 if deleted else 1
         elif command == "audit":
@@ -329,10 +444,42 @@ async def _db_index(args: argparse.Namespace, ctx: AgentContext) -> int:
     return 0
 
 
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({low} to {high})")
+        return value
+
+    return count
+
+
+def _checked(check: Callable[[str], Any]) -> Callable[[str], str]:
+    """An argparse type: the text, if `check` accepts it (its error message otherwise)."""
+
+    def checked(text: str) -> str:
+        try:
+            check(text)
+        except InvalidInputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return checked
+
+
+_user = _checked(validate_user_id)
+_age = _checked(parse_age)
+
+
 def _memory_options(p: argparse.ArgumentParser, *, suppress: bool = True) -> None:
     # SUPPRESS: a subcommand's unset option must not overwrite the one given before it.
     default: Any = argparse.SUPPRESS if suppress else None
-    p.add_argument("--user", default=default, help="whose memories")
+    p.add_argument("--user", type=_user, default=default, help="whose memories")
     p.add_argument("--json", action="store_true", default=default if suppress else False)
     p.add_argument(
         "--kind",
@@ -350,11 +497,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     sub = p.add_subparsers(dest="command", required=True)
     chat = sub.add_parser("chat", help="chat in a REPL with live progress")
-    chat.add_argument("--user", help="user id (default: the OS user)")
+    chat.add_argument("--user", type=_user, help="user id (default: the OS user)")
     chat.add_argument("--thread", help="thread id to resume (default: a new thread)")
     chat.set_defaults(func=_chat)
     ask = sub.add_parser("ask", help="one turn; prints the answer")
-    ask.add_argument("--user", help="user id (omit for an anonymous turn)")
+    ask.add_argument("--user", type=_user, help="user id (omit for an anonymous turn)")
     ask.add_argument("--thread", required=True, help="thread id")
     ask.add_argument("text")
     ask.set_defaults(func=_ask)
@@ -363,8 +510,8 @@ def parser() -> argparse.ArgumentParser:
         help="list a user's conversations; show what happened in one",
         description="Without a subcommand: list --user's conversations.",
     )
-    threads.add_argument("--user", help="whose conversations (required to list)")
-    threads.add_argument("--limit", type=int, default=20)
+    threads.add_argument("--user", type=_user, help="whose conversations (required to list)")
+    threads.add_argument("--limit", type=_count(1, MAX_LIMIT), default=20)
     threads.add_argument("--json", action="store_true")
     threads.set_defaults(func=_threads)
     _thread_show_parser(threads)
@@ -383,28 +530,30 @@ def parser() -> argparse.ArgumentParser:
     m_search = msub.add_parser("search", help="the memories most relevant to a query")
     _memory_options(m_search)
     m_search.add_argument("query")
-    m_search.add_argument("--limit", type=int, default=10)
+    m_search.add_argument("--limit", type=_count(1, MAX_LIMIT), default=10)
     m_history = msub.add_parser("history", help="every version of a memory, oldest first")
     _memory_options(m_history)
-    m_history.add_argument("key")
+    m_history.add_argument("key", help="its subject (as `memories list` shows it) or key")
     m_edit = msub.add_parser("edit", help="correct a memory (a fact gets a new version)")
     _memory_options(m_edit)
-    m_edit.add_argument("key")
+    m_edit.add_argument("key", help="its subject or key")
     m_edit.add_argument("text")
     m_delete = msub.add_parser("delete", help="delete a memory and its history")
     _memory_options(m_delete)
-    m_delete.add_argument("key")
+    m_delete.add_argument("key", help="its subject or key")
     m_audit = msub.add_parser("audit", help="near-duplicates and superseded facts of a user")
     _memory_options(m_audit)
     msub.add_parser("reindex", help="re-embed every stored memory (after changing --embeddings)")
     forget = sub.add_parser("forget", help="delete all of a user's memories and threads")
-    forget.add_argument("--user", required=True)
+    forget.add_argument("--user", type=_user, required=True)
     forget.add_argument("--yes", action="store_true", help="confirm")
     forget.set_defaults(func=_forget)
     prune_cmd = sub.add_parser(
         "prune", help="delete threads inactive for longer than --older-than, and expired memories"
     )
-    prune_cmd.add_argument("--older-than", required=True, help="e.g. 30d, 12h, 2w")
+    prune_cmd.add_argument(
+        "--older-than", type=_age, required=True, help="e.g. 30d, 12h, 2w (at most 36500d)"
+    )
     prune_cmd.add_argument(
         "--drop-summaries",
         action="store_true",
@@ -421,7 +570,7 @@ def parser() -> argparse.ArgumentParser:
     )
     index.add_argument(
         "--min-memories",
-        type=int,
+        type=_count(1, 10**9),
         default=MIN_MEMORIES,
         help=f"index users holding at least this many memories (default {MIN_MEMORIES})",
     )
@@ -432,6 +581,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if ttl := os.environ.get(TTL_ENV):
+        try:
+            parse_age(ttl)
+        except InvalidInputError as exc:
+            print(f"memory-agent: {TTL_ENV}: {exc}", file=sys.stderr)
+            return 2
     try:
         ctx = AgentContext(model=args.model) if args.model else AgentContext()
         code: int = asyncio.run(args.func(args, ctx))

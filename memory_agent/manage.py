@@ -7,14 +7,14 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
 from psycopg_pool import AsyncConnectionPool
 
-from memory_agent.errors import ConfigurationError
+from memory_agent.errors import ConfigurationError, InvalidInputError
 from memory_agent.graph import Agent
-from memory_agent.memory.namespaces import validate_user_id
-from memory_agent.memory.service import ForgetReceipt, MemoryService
+from memory_agent.memory.namespaces import KINDS, user_namespace, validate_user_id
+from memory_agent.memory.service import KNOWLEDGE, ForgetReceipt, MemoryService
 from memory_agent.retention import PruneReceipt, forget_user_data, parse_age, prune_threads
 
 
@@ -43,6 +43,54 @@ def _pool(agent: Agent) -> AsyncConnectionPool[Any] | None:
 def memories(agent: Agent) -> MemoryService:
     """The memory service over the agent's store."""
     return MemoryService(_parts(agent)[0])
+
+
+async def known_user(agent: Agent, user_id: str) -> bool:
+    """Whether the store holds anything of the user (a memory or a conversation record).
+
+    False for a user never seen, and for one forgotten (`forget_user`).
+    """
+    store = _parts(agent)[0]
+    user_id = validate_user_id(user_id)
+    found = await store.abatch([SearchOp(user_namespace(user_id, k), limit=1) for k in KINDS])
+    return any(found)
+
+
+async def resolve_memory_key(agent: Agent, user_id: str, name: str) -> str:
+    """The store key of the user's memory named `name`: its key, or its subject.
+
+    Facts, preferences and entities are stored under a hash of their subject; a person names
+    them by the subject (`location`, `preference:pizza`), or by its last part (`pizza`) when
+    only one subject ends so. Keys (as `--json` and the API show them) keep working.
+
+    Raises:
+        InvalidInputError: no memory of the user has this key or subject, or several subjects
+            end with it (the message lists them).
+    """
+    service = memories(agent)
+    wanted = name.strip()
+    if wanted and await service.get_memory(user_id, wanted) is not None:
+        return wanted
+    folded = wanted.casefold()
+    current = await service.list_memories(user_id, kinds=KNOWLEDGE)
+    exact = [m["key"] for m in current if m.get("subject", "").casefold() == folded]
+    if exact:
+        return exact[0]
+    ending = {
+        m.get("subject", ""): m["key"]
+        for m in current
+        if folded and m.get("subject", "").casefold().replace("/", ":").endswith(":" + folded)
+    }
+    if len(ending) == 1:
+        return next(iter(ending.values()))
+    if ending:
+        raise InvalidInputError(
+            f"{name!r} could be any of {', '.join(sorted(ending))}: name one of those subjects"
+        )
+    raise InvalidInputError(
+        f"user {user_id!r} has no memory {name!r}: name it by its subject, as "
+        "`memory-agent memories list` shows it, or by its key"
+    )
 
 
 async def forget_user(agent: Agent, user_id: str, *, lock_timeout: float = 60.0) -> ForgetReceipt:

@@ -77,6 +77,9 @@ DELETE_EXPIRED = "DELETE FROM store WHERE expires_at IS NOT NULL AND expires_at 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_AGE = timedelta(days=36_500)
+"""The longest duration `parse_age` accepts (100 years): a prune cutoff or a memory TTL beyond
+it means "never", and far beyond it overflows Python's dates."""
 
 Pool = AsyncConnectionPool[Any]
 
@@ -98,11 +101,27 @@ class PruneReceipt(TypedDict):
 
 
 def parse_age(text: str) -> timedelta:
-    """A duration such as "30d", "12h", "90m", "45s" or "2w"."""
+    """A duration such as "30d", "12h", "90m", "45s" or "2w": positive, at most `MAX_AGE`.
+
+    The one parser of durations (`prune --older-than`, `MEMORY_AGENT_MEMORY_TTL`,
+    `open_agent(memory_ttl=...)`).
+
+    Raises:
+        InvalidInputError: not a duration, zero, or longer than `MAX_AGE`.
+    """
     m = _AGE.match(text)
     if not m:
         raise InvalidInputError(f"{text!r} is not a duration: use e.g. 30d, 12h, 90m, 45s or 2w")
-    return timedelta(**{_UNITS[m.group(2).lower()]: float(m.group(1))})
+    amount, unit = float(m.group(1)), _UNITS[m.group(2).lower()]
+    if amount * _SECONDS[unit] > MAX_AGE.total_seconds():
+        raise InvalidInputError(f"{text!r} is too long a duration: at most {MAX_AGE.days}d")
+    age = timedelta(**{unit: amount})
+    if age <= timedelta(0):
+        raise InvalidInputError(f"{text!r} is not a positive duration")
+    return age
+
+
+_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86_400, "weeks": 604_800}
 
 
 def _like_prefix(text: str) -> str:

@@ -14,10 +14,13 @@ with `DatabaseUnavailableError` instead of letting it fall back to its in-memory
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
@@ -26,6 +29,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import StateUpdate
 from starlette.exceptions import HTTPException
 
+from memory_agent.auth import TokenTable
 from memory_agent.checkpointer import BoundedPostgresSaver
 from memory_agent.context import AgentContext
 from memory_agent.errors import (
@@ -46,6 +50,7 @@ from memory_agent.persistence import (
     Pool,
     database_url,
     describe,
+    held_database,
     index_config,
     open_pool,
     redact,
@@ -57,6 +62,14 @@ logger = logging.getLogger(__name__)
 
 POOL_SIZE_ENV = "MEMORY_AGENT_SERVER_POOL_SIZE"
 DEFAULT_POOL_SIZE = 5
+
+OPEN_SERVER_WARNING = (
+    "MEMORY_AGENT_AUTH_TOKENS is not set: THIS SERVER IS OPEN. No token is asked for; anyone "
+    "who can reach its port can read, change and delete every thread and memory. Keep it on "
+    "your own machine, or set MEMORY_AGENT_AUTH_TOKENS (see the README)."
+)
+
+T = TypeVar("T")
 
 
 def _pool_size() -> int:
@@ -73,10 +86,10 @@ def _pool_size() -> int:
 @asynccontextmanager
 async def server_pool() -> AsyncIterator[Pool]:
     """A pool to the configured database, for one of the server's components."""
-    url = await database_url()
-    logger.info("memory_agent server persistence on %s", redact(url))
-    async with open_pool(url, max_size=_pool_size()) as pool:
-        yield pool
+    async with held_database() as url:
+        logger.info("memory_agent server persistence on %s", redact(url))
+        async with open_pool(url, max_size=_pool_size()) as pool:
+            yield pool
 
 
 @asynccontextmanager
@@ -177,7 +190,25 @@ class ServerCheckpointer(BoundedPostgresSaver):
 async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
     """The server's checkpointer (`checkpointer.path` in langgraph.json): threads keep bounded
     storage here too (superseded checkpoints pruned, see `memory_agent.checkpointer`), and
-    every access is checked against the caller (`ServerCheckpointer`)."""
+    every access is checked against the caller (`ServerCheckpointer`).
+
+    Entered once at start-up: it warns when the server is open (no tokens configured), and a
+    failure stops the server (see `_fatal_at_startup`)."""
+    if TokenTable.from_env() is None:
+        logger.warning(OPEN_SERVER_WARNING)
+    async with _fatal_at_startup(_checkpointer()) as saver:
+        yield saver
+
+
+@asynccontextmanager
+async def store() -> AsyncIterator[ExactSearchStore]:
+    """The server's long-term memory store (`store.path` in langgraph.json)."""
+    async with _fatal_at_startup(_store()) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def _checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
     url = await database_url()
     async with server_pool() as pool:
         locks = thread_locks(url)
@@ -287,7 +318,28 @@ graph = guard_agent(build_graph(), None, cls=ServerAgent, client_context=AgentCo
 
 
 @asynccontextmanager
-async def store() -> AsyncIterator[ExactSearchStore]:
-    """The server's long-term memory store (`store.path` in langgraph.json)."""
+async def _store() -> AsyncIterator[ExactSearchStore]:
     async with server_pool() as pool, open_server_store(pool) as opened:
         yield opened
+
+
+@asynccontextmanager
+async def _fatal_at_startup(opening: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
+    """Enter `opening`; if that fails, the whole dev server stops instead of lingering.
+
+    Without `--no-reload`, `langgraph dev` runs the app in a child of uvicorn's reloader, which
+    outlives a child whose start-up failed: it kept running without listening. The child tells
+    the reloader to stop (SIGTERM, its clean shutdown). With `--no-reload` (`make server`) the
+    failed start-up ends the process itself, with uvicorn's start-up-failure status 3.
+    """
+    async with AsyncExitStack() as stack:
+        try:
+            value = await stack.enter_async_context(opening)
+        except MemoryAgentError as exc:
+            logger.critical("memory_agent cannot start the server: %s", exc)
+            reloader = multiprocessing.parent_process()
+            if reloader is not None and reloader.pid is not None and "uvicorn" in sys.modules:
+                logger.critical("stopping the dev server's reloader (pid %d)", reloader.pid)
+                os.kill(reloader.pid, signal.SIGTERM)
+            raise
+        yield value

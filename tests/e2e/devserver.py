@@ -51,12 +51,23 @@ def prepare_project(workdir: Path) -> Path:
 class DevServer:
     """One `langgraph dev` process; `start` and `stop` may be repeated (a restart)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        *,
+        port: int | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.workdir = prepare_project(workdir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **QUIET_ENV, **env}
         self.log_path = workdir / "server.log"
+        self.command = command or [
+            *(str(LANGGRAPH), "dev", "--host", "127.0.0.1", "--port", str(self.port)),
+            *("--no-browser", "--no-reload"),
+        ]
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -66,8 +77,7 @@ class DevServer:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         started = time.perf_counter()
         self._proc = subprocess.Popen(
-            [str(LANGGRAPH), "dev", "--host", "127.0.0.1", "--port", str(self.port)]
-            + ["--no-browser", "--no-reload"],
+            self.command,
             cwd=self.workdir,
             env=self.env,
             stdout=self._log,

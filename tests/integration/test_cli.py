@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import termios
+import time
 
 import pytest
+from langchain_core.messages import HumanMessage
+
+from memory_agent import forget_user, memories, open_agent, resolve_memory_key
+from memory_agent.errors import InvalidInputError
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +97,131 @@ def test_memories_subcommands_search_history_edit_delete_audit(database_url: str
     assert [m["text"] for m in left] == ["The user loves tea."]
     reindexed = run(database_url, "memories", "reindex")
     assert reindexed.returncode == 0 and json.loads(reindexed.stdout)["items"] >= 4
+
+
+async def seed(database_url: str, *turns: tuple[str | None, str, str]) -> None:
+    """Turns `(user, thread, text)` told in this process (faster than one CLI run each)."""
+    async with open_agent(database_url) as agent:
+        for user, thread, text in turns:
+            turn = {"messages": [HumanMessage(text)], "user_id": user}
+            await agent.ainvoke(turn, {"configurable": {"thread_id": thread}})
+
+
+async def test_a_named_user_on_an_anonymous_thread_is_told_so(database_url: str) -> None:
+    await seed(database_url, (None, "anon", "hello"), ("bo", "bo-1", "hi"))
+    refused = run(database_url, "ask", "--user", "bo", "--thread", "anon", "hi")
+    assert refused.returncode == 1
+    assert "this thread is anonymous" in refused.stderr
+    assert "another user" not in refused.stderr
+    anonymous = run(database_url, "ask", "--thread", "bo-1", "hi")
+    assert "an anonymous turn cannot continue it" in anonymous.stderr
+
+
+async def test_switch_takes_an_id_or_an_unambiguous_prefix(database_url: str) -> None:
+    await seed(database_url, *[("cy", t, "Hi.") for t in ("trip-rome", "trip-oslo", "work-1")])
+    script = (
+        "/switch work\n/threads\n/switch trip\n/switch trip-o\n/threads\n"
+        "/switch nowhere\n/threads\n/quit\n"
+    )
+    chat = run(database_url, "chat", "--user", "cy", "--thread", "trip-rome", stdin=script)
+    assert chat.returncode == 0, chat.stderr
+    assert "switched to thread work-1" in chat.stderr
+    assert "'trip' starts several of your threads: trip-" in chat.stderr
+    assert "switched to thread trip-oslo" in chat.stderr
+    assert "no thread of yours is or starts with 'nowhere'" in chat.stderr
+    listings = chat.stdout.split("* ")
+    current = [part.split()[0] for part in listings[1:]]
+    assert current == ["work-1", "trip-oslo", "nowhere"], chat.stdout
+    assert "nowhere  (current: no messages yet)" in chat.stdout
+
+
+async def test_a_fact_is_named_by_its_subject(database_url: str) -> None:
+    await seed(
+        database_url,
+        ("dee", "s1", "I live in Seoul. I love tea. I love green tea."),
+        ("dee", "s2", "I moved to Busan. My favorite sport is tennis. I love sport."),
+    )
+    async with open_agent(database_url) as agent:
+        current = {m.get("subject"): m["key"] for m in await memories(agent).list_memories("dee")}
+        key = current["location"]
+        for name in ("location", " LOCATION ", key):
+            assert await resolve_memory_key(agent, "dee", name) == key
+        assert await resolve_memory_key(agent, "dee", "tea") == current["preference:tea"]
+        with pytest.raises(InvalidInputError, match="could be any of"):
+            await resolve_memory_key(agent, "dee", "sport")  # favorite:, preference:
+        with pytest.raises(InvalidInputError, match="has no memory 'coffee'"):
+            await resolve_memory_key(agent, "dee", "coffee")
+    listed = run(database_url, "memories", "list", "--user", "dee")
+    assert "location  " in listed.stdout and "preference:tea  " in listed.stdout
+    history = run(database_url, "memories", "history", "--user", "dee", "location")
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.index("Seoul") < history.stdout.index("Busan")
+    assert run(database_url, "memories", "delete", "--user", "dee", "tea").returncode == 0
+    missing = run(database_url, "memories", "history", "--user", "dee", "tea")
+    assert missing.returncode == 1
+    assert "has no memory 'tea': name it by its subject" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+async def test_unknown_and_forgotten_users_are_said_to_be(database_url: str) -> None:
+    for args in (("threads", "--user", "ghost"), ("memories", "--user", "ghost")):
+        shown = run(database_url, *args)
+        assert shown.returncode == 0
+        assert shown.stdout == ""
+        assert "no user 'ghost': nothing is stored for them" in shown.stderr
+    await seed(database_url, ("eve", "e1", "Hi there."))
+    no_facts = run(database_url, "memories", "--user", "eve")
+    assert "user 'eve' has no memories of that kind" in no_facts.stderr
+    async with open_agent(database_url) as agent:
+        await forget_user(agent, "eve")
+    gone = run(database_url, "threads", "--user", "eve", "--json")
+    assert json.loads(gone.stdout) == []
+    assert "no user 'eve'" in gone.stderr
+
+
+def test_ctrl_c_at_the_prompt_quits_at_once(database_url: str) -> None:
+    # A real terminal: Ctrl-C is the terminal's interrupt character, turned into SIGINT for
+    # the foreground process group, while the REPL waits in its prompt.
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, "DATABASE_URL": database_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memory_agent.cli", "chat", "--user", "fay", "--thread", "f1"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        preexec_fn=controlling_terminal,
+    )
+    os.close(slave)
+    try:
+        seen = _read_until(master, b"fay> ")
+        os.write(master, b"My name is Fay.\n")
+        seen += _read_until(master, b"fay> ")
+        assert b"Your name is Fay" in seen or b"Fay" in seen
+        os.write(master, b"\x03")  # Ctrl-C, no Enter
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def _read_until(fd: int, marker: bytes, timeout: float = 60.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} in {seen!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            seen += os.read(fd, 4096)
+    return seen
 
 
 def test_threads_show_tells_what_happened_in_each_turn(database_url: str) -> None:

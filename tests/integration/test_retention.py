@@ -238,7 +238,8 @@ def test_prune_command_drops_summaries_when_asked(database_url: str) -> None:
         timeout=120,
         check=False,
     )
-    assert bad.returncode == 1 and "not a duration" in bad.stderr
+    # A usage error, found by argparse before anything runs.
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
 
 
 async def test_memories_carry_a_ttl_and_expired_ones_are_swept(database_url: str) -> None:
