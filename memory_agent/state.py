@@ -98,9 +98,10 @@ def reset_team_accounting() -> dict[str, Any]:
 
 
 class Rejection(TypedDict):
-    """Why initialize refused a turn; the reject node raises the matching error."""
+    """Why a turn was refused (by initialize, or by the database when response wrote its
+    memories); the reject node raises the matching error."""
 
-    code: Literal["invalid_input", "ownership"]
+    code: Literal["invalid_input", "ownership", "storage"]
     message: str
 
 

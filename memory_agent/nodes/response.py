@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
+from memory_agent.errors import StorageRefusedError
 from memory_agent.events import emit
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
 from memory_agent.memory.service import MemoryService
@@ -34,7 +36,9 @@ def system_prompt(state: SupervisorState) -> str:
     ).strip()
 
 
-async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+async def response(
+    state: SupervisorState, runtime: Runtime[AgentContext]
+) -> dict[str, Any] | Command[Literal["reject"]]:
     ctx = resolve_context(runtime.context)
     model = resolve_chat_model(ctx.model, api_key=ctx.api_key)
     messages: list[AnyMessage] = list(state["messages"])
@@ -46,7 +50,10 @@ async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> di
     if overflow:
         summary = await fold_summary(model, summary, overflow, ctx.summary_chars)
     message_count = state.get("message_count", 0) + len(state.get("turn_messages", [])) + 1
-    await _persist(state, runtime, ctx, model, window, summary, message_count)
+    try:
+        await _persist(state, runtime, ctx, model, window, summary, message_count)
+    except StorageRefusedError as exc:
+        return _refused(state, exc)
     return {
         "messages": [answer, *(RemoveMessage(id=m.id) for m in overflow if m.id)],
         "summary": summary,
@@ -55,6 +62,20 @@ async def response(state: SupervisorState, runtime: Runtime[AgentContext]) -> di
         "message_count": message_count,
         "last_message_id": answer.id,
     }
+
+
+def _refused(state: SupervisorState, error: StorageRefusedError) -> Command[Literal["reject"]]:
+    """Roll the turn back: PostgreSQL refused its memories (nothing was stored; see
+    `MemoryService.save_turn`), and finishing it again would fail the same way, so the thread
+    drops the turn's messages and `reject` raises the error, as for a refused input."""
+    return Command(
+        goto="reject",
+        update={
+            "messages": [RemoveMessage(id=i) for i in state.get("turn_messages", [])],
+            "status": "rejected",
+            "rejection": {"code": "storage", "message": str(error)},
+        },
+    )
 
 
 async def _persist(
