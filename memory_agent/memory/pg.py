@@ -17,6 +17,7 @@ server's routes, a `forget`), so the index can never drift from the memories.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import logging
@@ -168,13 +169,19 @@ async def transaction(store: AsyncPostgresStore) -> AsyncIterator[AsyncPostgresS
 
     The bound copy shares the store's configuration (embedder, TTL) and runs its batches on
     the block's connection, so reads in the block see its own writes and the advisory locks of
-    `lock_subjects` hold until the commit.
+    `lock_subjects` hold until the commit. It is for one task's sequential calls: its lock is a
+    no-op, as upstream's is per call on a pool (the store's exact search nests a batch inside
+    its cursor, which a real lock on one connection would deadlock).
     """
     async with _connection(store) as conn, conn.transaction():
         bound = copy.copy(store)
         bound.conn = conn
         bound.pipe = None
-        bound.lock = asyncio.Lock()
+        bound.lock = contextlib.nullcontext()  # type: ignore[assignment]
+        # Its own (idle) queue for `aget`/`asearch`: the store's batching task is the store's,
+        # and a copy sharing it would cancel it when garbage-collected.
+        bound._aqueue = asyncio.Queue()
+        bound._task = None
         yield bound
 
 

@@ -724,7 +724,8 @@ async def _same_memory_elsewhere(
     store: BaseStore, ns: tuple[str, ...], draft: MemoryDraft
 ) -> SearchItem | None:
     """A current memory of the draft's kind, under another subject, saying the same."""
-    found = await store.asearch(ns, query=draft["text"], limit=3)
+    (result,) = await store.abatch([SearchOp(ns, query=draft["text"], limit=3)])
+    found = cast(list[SearchItem], result)
     new = set(analyze(draft["text"]))
     for item in found:
         old = str(item.value.get("text", ""))

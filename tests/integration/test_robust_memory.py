@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
-from langgraph.store.base import Op, PutOp, Result
 
 from memory_agent import (
     AgentContext,
@@ -37,7 +35,6 @@ from memory_agent.errors import StorageRefusedError
 from memory_agent.guard import cut_off
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.lexical import MAX_TERM_CHARS
-from memory_agent.persistence import ExactSearchStore
 
 pytestmark = pytest.mark.integration
 
@@ -238,20 +235,19 @@ class FailCheckpointAfterWrites(BoundedPostgresSaver):
         return await super().aput(config, checkpoint, metadata, new_versions)
 
 
-class ArmAfterTurnWrites(ExactSearchStore):
-    """The store, which arms the checkpoint failure once a turn's writes are committed."""
+class ArmAfterTurnWrites:
+    """Arms the checkpoint failure once a turn's write transaction committed."""
 
     arm = False
+    save_turn = MemoryService.save_turn
 
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        ops = list(ops)
-        results = await super().abatch(ops)
-        if type(self).arm and any(
-            isinstance(op, PutOp) and op.namespace[-1] == "conversations" for op in ops
-        ):
-            type(self).arm = False
+    @staticmethod
+    async def save_turn_then_arm(service: MemoryService, *args: Any, **kwargs: Any) -> Any:
+        saved = await ArmAfterTurnWrites.save_turn(service, *args, **kwargs)
+        if ArmAfterTurnWrites.arm and saved[0] is not None:
+            ArmAfterTurnWrites.arm = False
             FailCheckpointAfterWrites.armed = True
-        return results
+        return saved
 
 
 MEMORY_ROWS = """
@@ -263,7 +259,7 @@ WHERE prefix <> %s AND value->>'text' LIKE '%%Busan%%' ORDER BY prefix, key
 async def test_a_resent_turn_changes_nothing_its_failed_attempt_wrote(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(persistence_module, "ExactSearchStore", ArmAfterTurnWrites)
+    monkeypatch.setattr(MemoryService, "save_turn", ArmAfterTurnWrites.save_turn_then_arm)
     monkeypatch.setattr(persistence_module, "BoundedPostgresSaver", FailCheckpointAfterWrites)
     ctx = AgentContext(model=OfflineChatModel())
     thread = "resent"
