@@ -262,8 +262,8 @@ class MemoryService:
         """Keep messages word for word, one episode per sentence, relative dates resolved as
         of `when` (default: now). Returns the keys written.
 
-        Keyed by (thread, message, sentence): writing the same message again rewrites the same
-        records with the same content.
+        Keyed by (thread, day, the message's words, sentence) and never rewritten: writing the
+        same message again (a retry, or a re-send under a new id) changes nothing.
         """
         _, written = await self.save_turn(
             user_id, thread_id, None, [], episodes=episodes, when=when
@@ -299,21 +299,30 @@ class MemoryService:
         episodes: Sequence[EpisodeDraft] = (),
         when: str | datetime | None = None,
     ) -> tuple[Conversation | None, list[str]]:
-        """Write what one turn leaves behind, in one batched read and one batched write.
+        """Write what one turn leaves behind: one read, one write, one transaction.
 
-        - Each episode (a sentence of what was said) is written under its own key.
+        - Each episode (a sentence of what was said) is written under its own key, derived
+          from the message's source (thread, day, words; `records.message_source`), once: a
+          message re-sent after its turn failed finds its episodes there and changes nothing.
         - A draft about a subject not seen before is created, unless a current memory of the
           same kind already says the same thing (then that one is updated); a draft that says
-          what its subject's memory says adds its provenance and a mention (a retry writes
-          nothing); a draft that says something else supersedes it: the old version moves to
-          `history` with `valid_to` and `superseded_by` (two drafts about one subject in one
-          turn: the last one stands, with no history between them).
+          what its subject's memory says adds its provenance and a mention (once per source:
+          a retry or a re-send writes nothing); a draft that says something else supersedes
+          it: the old version moves to `history` with `valid_to` and `superseded_by` (two
+          drafts about one subject in one turn: the last one stands, with no history between
+          them).
         - The thread's record is written unless it would change only in its `updated_at`.
 
-        The records the turn may change are read in one round trip (skipped when there are no
-        drafts and the record's `created_at` is known: every turn changes its message count,
-        and a read per turn to spare a write only on a retry costs more than it saves);
-        everything is written in one more.
+        The records the turn may change (its subjects, its episodes, the thread's record when
+        its `created_at` is unknown or there are drafts) are read in one round trip and
+        everything is written in one more, in batches of `pg.MAX_BATCH_OPS`. On PostgreSQL
+        this all runs in one transaction that first takes an advisory lock per subject, so two
+        turns writing one subject serialise (each version is kept, in order), and the turn's
+        writes commit together or not at all.
+
+        Raises:
+            StorageRefusedError: PostgreSQL refused the write (bad data, a limit; not an
+                outage); nothing was stored. An outage propagates as psycopg's error.
 
         Args:
             user_id: whose memory.

@@ -26,12 +26,12 @@ from memory_agent import (
     DatabaseUnavailableError,
     MemoryService,
     OfflineChatModel,
+    StorageRefusedError,
     open_agent,
     resume_turn,
 )
 from memory_agent import persistence as persistence_module
 from memory_agent.checkpointer import BoundedPostgresSaver
-from memory_agent.errors import StorageRefusedError
 from memory_agent.guard import cut_off
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.lexical import MAX_TERM_CHARS
