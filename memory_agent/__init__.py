@@ -21,6 +21,7 @@ from memory_agent.models import OfflineChatModel, resolve_chat_model
 from memory_agent.persistence import open_agent, open_pool, reindex_store, setup_database
 from memory_agent.retention import PruneReceipt
 from memory_agent.state import InputState, OutputState, SupervisorState
+from memory_agent.sync import SyncAgent, open_agent_sync
 from memory_agent.teams import Team, TeamRequest, default_teams
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "PruneReceipt",
     "StorageRefusedError",
     "SupervisorState",
+    "SyncAgent",
     "Team",
     "TeamRequest",
     "ThreadBusyError",
@@ -51,6 +53,7 @@ __all__ = [
     "graph",
     "memories",
     "open_agent",
+    "open_agent_sync",
     "open_pool",
     "prune",
     "reindex_store",

@@ -29,8 +29,9 @@ all the turns of a process queued behind each other's checkpoint writes (measure
 three runs; 13 against 72 with 20 users before the store's and pool's round trips were cut).
 
 Secrets. LangGraph merges the string and number values of the run config's `configurable` and
-`metadata` into every checkpoint's metadata; secret-looking keys ("api_key", "token", ...) are
-dropped before a checkpoint is written (see `memory_agent.secrets`).
+`metadata` into every checkpoint's metadata; only the keys of `CONFIG_METADATA_KEYS` (and those
+a program names) get in, and secret-looking keys of the metadata itself are dropped (see
+`memory_agent.secrets`).
 
 Durability. Turns run with LangGraph's default `durability="async"`, deliberately: each step's
 checkpoint is written while the next step runs, and the run returns only once all are committed.
@@ -46,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -68,6 +70,29 @@ PRUNE_EVERY = 10
 
 _REMEMBERED_THREADS = 10_000
 
+CONFIG_METADATA_KEYS = frozenset(
+    {
+        "run_id",
+        "run_attempt",
+        "graph_id",
+        "assistant_id",
+        "langgraph_auth_user_id",
+        "langgraph_version",
+        "langgraph_api_version",
+        "langgraph_plan",
+        "langgraph_host",
+    }
+)
+"""The keys of a run's `configurable` and `metadata` that may enter checkpoint metadata
+(besides LangGraph's own `source`, `step`, `parents`).
+
+LangGraph copies every string and number of both into each checkpoint's metadata, for the life
+of the thread; a caller's own keys are unknowable, and any of them may hold a secret ("dsn",
+"jwt", "openai_key"). So what enters is decided here, by name (LangGraph's and the server's
+own keys); a program adds its own with `BoundedPostgresSaver(metadata_keys=...)`. Metadata
+passed to `put` directly is kept, less secret-looking keys."""
+_ADDRESS_KEYS = frozenset({"thread_id", "checkpoint_ns", "checkpoint_id"})
+
 
 class BoundedPostgresSaver(AsyncPostgresSaver):
     """`AsyncPostgresSaver` that prunes each thread's superseded checkpoints as turns start,
@@ -81,8 +106,16 @@ class BoundedPostgresSaver(AsyncPostgresSaver):
         **kwargs: passed to `AsyncPostgresSaver`.
     """
 
-    def __init__(self, conn: Any, *, prune_every: int | None = PRUNE_EVERY, **kwargs: Any):
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        prune_every: int | None = PRUNE_EVERY,
+        metadata_keys: Iterable[str] = (),
+        **kwargs: Any,
+    ):
         super().__init__(conn, **kwargs)
+        self.metadata_keys = CONFIG_METADATA_KEYS | frozenset(metadata_keys)
         if prune_every is not None and prune_every < 1:
             raise ConfigurationError("prune_every must be at least 1 (or None to keep all history)")
         self.prune_every = prune_every
@@ -99,12 +132,28 @@ class BoundedPostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        configurable = config.get("configurable") or {}
         clean: RunnableConfig = {
             **config,
-            "configurable": scrub_metadata(config.get("configurable") or {}),
-            "metadata": scrub_metadata(config.get("metadata") or {}),
+            "configurable": {
+                k: v
+                for k, v in configurable.items()
+                if k in _ADDRESS_KEYS or k in self.metadata_keys
+            },
+            "metadata": {
+                k: v for k, v in (config.get("metadata") or {}).items() if k in self.metadata_keys
+            },
         }
-        scrubbed: Any = scrub_metadata(metadata)
+        # Values copied from the run's config into the metadata before it reaches us (the
+        # LangGraph server's checkpointer adapter does that) are held to the same allowlist.
+        copied = {
+            k
+            for section in (configurable, config.get("metadata") or {})
+            for k, v in section.items()
+            if k in metadata and metadata.get(k) == v and k not in self.metadata_keys
+        }
+        own = {k: v for k, v in metadata.items() if k not in copied}
+        scrubbed: Any = scrub_metadata(own)
         saved = await super().aput(clean, checkpoint, scrubbed, new_versions)
         configurable = config.get("configurable", {})
         if (

@@ -17,12 +17,13 @@ from langchain_core.runnables import RunnableConfig
 
 from memory_agent.checkpointer import DURABILITY
 from memory_agent.context import AgentContext
-from memory_agent.errors import MemoryAgentError
+from memory_agent.errors import MemoryAgentError, ModelError
 from memory_agent.graph import Agent
-from memory_agent.guard import resume_turn
+from memory_agent.guard import cut_off, resume_turn
 from memory_agent.manage import forget_user, memories, prune
 from memory_agent.memory.records import Memory, MemoryKind
 from memory_agent.memory.service import AuditReport
+from memory_agent.models import check_models
 from memory_agent.persistence import database_url, open_agent, open_pool, reindex_store
 from memory_agent.state import InputState, MemoryRecord
 from memory_agent.vector_search import MIN_MEMORIES, index_large_users
@@ -45,6 +46,8 @@ def _progress(event: dict[str, Any]) -> str:
             return f"saved: nothing ({event['skipped']})"
         extra = f" + {len(event['memories'])} memories" if event["memories"] else ""
         return f"saved: conversation{extra}"
+    if name == "model_fallback":
+        return f"model: {event.get('purpose')} by {event.get('fallback')} ({event.get('error')})"
     if name == "team_started":
         return f"team {event.get('team')}: started"
     if name == "team_finished":
@@ -62,7 +65,7 @@ async def _turn(
     config: RunnableConfig = {"configurable": {"thread_id": thread}}
     # A turn cut off by a crash or a database failure is finished first, so every question
     # keeps its answer right after it.
-    if await resume_turn(agent, config, context=ctx) is not None:
+    if await resume_turn(agent, config, context=ctx, user_id=user) is not None:
         print("  · finished the turn that was cut off on this thread", file=sys.stderr)
     turn: InputState = {"messages": [HumanMessage(text)], "user_id": user}
     answer: list[str] = []
@@ -106,6 +109,7 @@ def _lines(prompt: str) -> Iterator[str]:
 async def _chat(args: argparse.Namespace, ctx: AgentContext) -> int:
     user: str = args.user or getpass.getuser()
     thread: str = args.thread or uuid.uuid4().hex[:12]
+    check_models(ctx)
     async with open_agent(args.database, embeddings=args.embeddings) as agent:
         service = memories(agent)
         print(f"memory-agent: chatting as {user!r} on thread {thread}. {HELP}", file=sys.stderr)
@@ -138,14 +142,38 @@ async def _chat(args: argparse.Namespace, ctx: AgentContext) -> int:
             else:
                 try:
                     await _turn(agent, user, thread, text, ctx, live=True)
+                except ModelError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    print(f"  · {await _standing(agent, thread)}", file=sys.stderr)
                 except MemoryAgentError as exc:
                     print(f"error: {exc}", file=sys.stderr)
     return 0
 
 
+async def _standing(agent: Agent, thread: str) -> str:
+    """How a thread stands after its turn failed on the model, in words for the user."""
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    try:
+        kept = await cut_off(agent, config)
+    except MemoryAgentError as exc:
+        return f"the state of thread {thread} could not be read: {exc}"
+    if kept:
+        return (
+            f"the turn was cut off: your message is kept on thread {thread} and is answered "
+            "before your next message there (no need to send it again)"
+        )
+    return f"nothing of this turn was stored on thread {thread}; send it again"
+
+
 async def _ask(args: argparse.Namespace, ctx: AgentContext) -> int:
+    check_models(ctx)
     async with open_agent(args.database, embeddings=args.embeddings) as agent:
-        answer = await _turn(agent, args.user, args.thread, args.text, ctx, live=False)
+        try:
+            answer = await _turn(agent, args.user, args.thread, args.text, ctx, live=False)
+        except ModelError as exc:
+            print(f"memory-agent: {exc}", file=sys.stderr)
+            print(f"memory-agent: {await _standing(agent, args.thread)}", file=sys.stderr)
+            return 1
     print(answer)
     return 0
 

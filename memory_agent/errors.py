@@ -40,7 +40,51 @@ class ThreadBusyError(MemoryAgentError):
 
 
 class ModelError(MemoryAgentError):
-    """A chat model or embedding model could not be resolved or called."""
+    """A chat model or embedding model could not be resolved or called.
+
+    Raised for what a turn cannot absorb: the answer call failing (connection refused, HTTP
+    5xx or 429 after the retries, a time-out), or a call made before the answer failing the
+    same way; the turn is then cut off, and finished before the thread's next turn. A failure
+    that would only repeat (`retryable` False) rolls the turn back instead.
+    `provider` names the provider ("openai"), `purpose` the call ("answer",
+    "intent", ...) and `cause` the underlying error, in words; `__cause__` is the error itself.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        purpose: str | None = None,
+        cause: str | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.purpose = purpose
+        self.cause = cause
+        self.retryable = retryable
+        """False for what the same request will meet again (a wrong key or model name, a
+        request refused as invalid, a prompt longer than the context): such a turn is rolled
+        back, so that resuming it cannot wedge the thread."""
+
+
+# Raised by langchain-openai / openai when a completion stopped at its token limit or was
+# filtered: the call worked, its output is unusable (matched by name: openai is optional).
+_UNUSABLE_OUTPUT_ERRORS = frozenset(
+    {"LengthFinishReasonError", "ContentFilterFinishReasonError", "ModelRefusalError"}
+)
+
+
+def is_unusable_output(exc: BaseException) -> bool:
+    """Whether a model call's failure is about its output (prose where JSON was asked for, the
+    wrong shape, truncated JSON, a length-limit finish) rather than about reaching the model.
+
+    Output failures of a decision fall back to rules; the others become a `ModelError`.
+    Parsers and pydantic raise `ValueError` subclasses (`OutputParserException`,
+    `ValidationError`, `JSONDecodeError`); transport and HTTP errors never do.
+    """
+    return isinstance(exc, ValueError) or type(exc).__name__ in _UNUSABLE_OUTPUT_ERRORS
 
 
 class TransientError(MemoryAgentError):
@@ -53,6 +97,7 @@ class TransientError(MemoryAgentError):
 REJECTION_ERRORS: dict[str, type[MemoryAgentError]] = {
     "invalid_input": InvalidInputError,
     "ownership": ThreadOwnershipError,
+    "model": ModelError,
     "storage": StorageRefusedError,
 }
 """Maps the `rejection.code` recorded in the state to the error the `reject` node raises."""

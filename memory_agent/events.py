@@ -13,7 +13,9 @@ from typing import Any, Literal, TypedDict
 
 from langgraph.types import StreamWriter
 
-EventName = Literal["memory_loaded", "plan_ready", "memory_saved", "team_started", "team_finished"]
+EventName = Literal[
+    "memory_loaded", "plan_ready", "memory_saved", "team_started", "team_finished", "model_fallback"
+]
 
 
 class MemoryLoaded(TypedDict):
@@ -70,6 +72,20 @@ class MemorySaved(TypedDict):
     """Keys of the episodes (the user's messages, kept word for word) written."""
     skipped: str | None
     ms: float
+    timestamp: str
+
+
+class ModelFallbackEvent(TypedDict):
+    """An internal model decision was made without the model: its answer was unusable (or,
+    after the answer, the model failed); the turn goes on."""
+
+    event: Literal["model_fallback"]
+    purpose: str
+    """"intent", "teams", "extraction" or "summary"."""
+    provider: str
+    error: str
+    fallback: str
+    """What decided instead ("rules", "the extractive summary")."""
     timestamp: str
 
 

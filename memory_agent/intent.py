@@ -1,24 +1,22 @@
 """Intent classification and the memory budget each intent gets.
 
 The planning node asks the chat model (structured output) when a real model is configured and
-falls back to these rules only when the model cannot give structured output; the offline model
-always uses the rules. The budget is what keeps memory look-ups off turns that do not need them.
+falls back to these rules when the model has no structured output or its answer is unusable;
+the offline model always uses the rules. The budget is what keeps memory look-ups off turns
+that do not need them.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
 
-from memory_agent.context import AgentContext
-from memory_agent.models import is_question
+from memory_agent.context import AgentContext, StructuredOutputMethod
+from memory_agent.models import ModelFallback, decide, is_question, structured_call
 from memory_agent.prompts import INTENT_PROMPT
 from memory_agent.state import Intent, MemoryBudget
-
-logger = logging.getLogger(__name__)
 
 _SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|yo|hiya|good (morning|afternoon|evening|night)|thanks?( you)?|thx|"
@@ -55,19 +53,41 @@ def classify_by_rules(text: str) -> tuple[Intent, str]:
     return "statement", "the user tells something"
 
 
-async def classify(text: str, model: BaseChatModel | None) -> tuple[Intent, str]:
-    """Classify with the model's structured output when given one, else by rules."""
+async def classify(
+    text: str,
+    model: BaseChatModel | None,
+    *,
+    method: StructuredOutputMethod = "auto",
+    fallbacks: list[ModelFallback] | None = None,
+) -> tuple[Intent, str]:
+    """Classify with the model's structured output when given one, else by rules.
+
+    An unusable answer (prose, the wrong shape, truncated, cut at the length limit) falls back
+    to the rules and is appended to `fallbacks`.
+
+    Raises:
+        ModelError: the model could not be reached (after its retries) or timed out.
+    """
     if model is None:
         return classify_by_rules(text)
-    try:
-        structured = model.with_structured_output(_IntentDecision)
-    except NotImplementedError:
-        logger.info("model %s has no structured output; intent by rules", type(model).__name__)
-        return classify_by_rules(text)
-    decision = await structured.ainvoke([("system", INTENT_PROMPT), ("human", text)])
-    if not isinstance(decision, _IntentDecision):
-        decision = _IntentDecision.model_validate(decision)
-    return decision.intent, decision.reason or "classified by the model"
+
+    async def ask() -> tuple[Intent, str]:
+        messages = [("system", INTENT_PROMPT), ("human", text)]
+        decision = await structured_call(
+            model, _IntentDecision, messages, method=method, purpose="intent"
+        )
+        return decision.intent, decision.reason or "classified by the model"
+
+    return await decide("intent", model, ask, lambda: classify_by_rules(text), fallbacks)
+
+
+_SELF = re.compile(r"\b(i|me|my|mine|myself)\b", re.IGNORECASE)
+
+
+def about_the_user(text: str, intent: Intent) -> bool:
+    """Whether the message asks about the user ("What do I like?", "What do you know about
+    me?"): such a turn loads what is known of the user, not only what matches its words."""
+    return intent in ("recall", "question") and is_question(text) and bool(_SELF.search(text))
 
 
 def budget_for(intent: Intent, ctx: AgentContext) -> MemoryBudget:

@@ -2,7 +2,7 @@
 
 Two turns on one thread must not run at once: each would load the same checkpoint, and the
 later write would drop the other's messages. A turn therefore holds a session-level advisory
-lock on its thread (exclusive) and on its user (shared) from before LangGraph loads the
+lock on its user (shared) and then on its thread (exclusive) from before LangGraph loads the
 checkpoint until the run ends. The user lock lets `forget_user` take that user exclusively and
 wait for the user's turns in flight instead of racing them.
 
@@ -108,11 +108,14 @@ class ThreadLocks:
                 instance's). Nothing was done on the thread.
             DatabaseUnavailableError: PostgreSQL cannot be reached.
         """
+        # One global order, user before thread, everywhere (`retention.forget_user_data` takes
+        # the user, then the threads): a turn never holds its thread while it waits for its
+        # user, so a deletion waiting for the user can never wait on that turn's thread.
         keys = [(thread_key(thread_id), False)]
         if user_id is not None:
-            keys.append((user_key(user_id), True))
+            keys.insert(0, (user_key(user_id), True))
         held = _held.get()
-        if keys[0][0] in held:
+        if thread_key(thread_id) in held:
             yield
             return
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -128,11 +131,13 @@ class ThreadLocks:
                         f"the connection to {self._describe} broke while locking thread "
                         f"{thread_id!r}"
                     )
-                token = _held.set(held | {k for k, _ in taken})
+                _held.set(held | {k for k, _ in taken})
                 try:
                     yield
                 finally:
-                    _held.reset(token)
+                    # Not `reset(token)`: a caller may resume this block (an async generator's
+                    # steps) from another context than the one that entered it (the server does).
+                    _held.set(held)
             finally:
                 await asyncio.shield(self._release(taken, max(generations, default=-1)))
 

@@ -385,6 +385,18 @@ def ttl_config(memory_ttl: timedelta | str | None) -> TTLConfig | None:
     }
 
 
+def thread_locks(url: str, *, timeout: float = 60.0) -> ThreadLocks:
+    """The advisory locks of one process on `url` (no I/O until the first lock is taken)."""
+    connect = functools.partial(
+        psycopg.AsyncConnection.connect,
+        url,
+        **CONNECTION_KWARGS,
+        connect_timeout=10,
+        application_name="memory_agent.locks",
+    )
+    return ThreadLocks(connect, timeout=timeout, describe=describe(url))
+
+
 @asynccontextmanager
 async def open_agent(
     database: str | None = None,
@@ -433,14 +445,7 @@ async def open_agent(
             await setup_database(pool, index)
         checkpointer = BoundedPostgresSaver(pool, prune_every=prune_every)
         store = ExactSearchStore(pool, index=index, ttl=ttl)
-        connect = functools.partial(
-            psycopg.AsyncConnection.connect,
-            url,
-            **CONNECTION_KWARGS,
-            connect_timeout=10,
-            application_name="memory_agent.locks",
-        )
-        locks = ThreadLocks(connect, timeout=lock_timeout, describe=describe(url))
+        locks = thread_locks(url, timeout=lock_timeout)
         try:
             agent = build_graph(checkpointer=checkpointer, store=store, teams=teams)
             yield guard_agent(agent, Guard(locks=locks, database=describe(url), pool=pool))

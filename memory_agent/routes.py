@@ -33,8 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from memory_agent.auth import OWNER_KEY, TokenTable
+from memory_agent.auth import OWNER_KEY, TokenTable, bearer_token
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
+from memory_agent.guard import LATEST_CHECKPOINTS, LatestTurn
 from memory_agent.memory.extraction import DraftKind
 from memory_agent.memory.namespaces import validate_user_id
 from memory_agent.memory.service import MemoryService
@@ -64,23 +65,35 @@ class _Deps:
     service: MemoryService
     pool: Pool
     client: LangGraphClient
-    auth_on: bool
+    tokens: TokenTable | None
+
+    @property
+    def auth_on(self) -> bool:
+        return self.tokens is not None
 
 
 Handler = Callable[[Request, "_Deps", str], Awaitable[Any]]
 
 
-def _caller(request: Request, auth_on: bool) -> str:
-    """Who is asking: the authenticated user, or on an open server the `user_id` parameter."""
-    user = request.scope.get("user")
-    identity = getattr(user, "identity", "") if user is not None else ""
+def _caller(request: Request, tokens: TokenTable | None) -> str:
+    """Who is asking: the bearer token's user, or on an open server the `user_id` parameter.
+
+    The routes authenticate for themselves (`http.enable_custom_route_auth` is off) so that
+    every answer, 401 included, has this module's `{"error", "detail"}` shape.
+    """
     named = request.query_params.get("user_id")
-    if identity:
+    if tokens is not None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise RouteError(
+                401, "unauthenticated", "missing bearer token (Authorization: Bearer <token>)"
+            )
+        identity = tokens.identify(token)
+        if identity is None:
+            raise RouteError(401, "unauthenticated", "invalid token")
         if named is not None and named != identity:
             raise RouteError(403, "forbidden", "user_id differs from the authenticated user")
-        return str(identity)
-    if auth_on:
-        raise RouteError(401, "unauthenticated", "missing or invalid bearer token")
+        return identity
     if named is None:
         raise RouteError(400, "bad_request", "user_id is required (the server has no auth)")
     return validate_user_id(named)
@@ -128,6 +141,13 @@ async def _delete_memory(request: Request, deps: _Deps, user: str) -> Any:
 async def _forget(request: Request, deps: _Deps, user: str) -> Any:
     # The server's own records of the user's threads, found before their checkpoints go.
     on_server = await _server_threads(deps, user)
+    # A record the user holds over another user's checkpoints (created before those were
+    # written) is left alone: deleting it would delete them.
+    on_server = [t for t in on_server if not await _someone_elses(deps, t, user)]
+    # A run of the user's still queued or going would write again after the receipt: stop them
+    # first. A turn of a program or the CLI holds the user's lock, which forget waits for.
+    for thread_id in on_server:
+        await _stop_runs(deps, thread_id)
     # Checkpoints and memories: one transaction (see `retention.forget_user_data`).
     receipt = await forget_user_data(deps.pool, user)
     for thread_id in on_server:
@@ -161,6 +181,23 @@ async def _server_threads(deps: _Deps, user: str) -> list[str]:
         offset += _THREAD_PAGE
 
 
+async def _someone_elses(deps: _Deps, thread_id: str, user: str) -> bool:
+    async with deps.pool.connection() as conn:
+        cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
+        return LatestTurn.of(await cur.fetchall()).problem_for(user) is not None
+
+
+async def _stop_runs(deps: _Deps, thread_id: str) -> None:
+    """Cancel the thread's queued and running server runs, and wait until they have stopped."""
+    for status in ("pending", "running"):
+        for run in await deps.client.runs.list(thread_id, status=status, limit=MAX_LIMIT):
+            try:
+                await deps.client.runs.cancel(thread_id, run["run_id"], wait=True)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code not in (404, 409):
+                    raise
+
+
 async def _delete_server_thread(deps: _Deps, thread_id: str) -> None:
     """Delete the server's record of a thread (its copy of the state included)."""
     try:
@@ -176,7 +213,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         deps: _Deps = request.app.state.memory_routes
         try:
-            return JSONResponse(await handler(request, deps, _caller(request, deps.auth_on)))
+            return JSONResponse(await handler(request, deps, _caller(request, deps.tokens)))
         except RouteError as exc:
             error = (exc.status, exc.code, exc.detail)
         except InvalidInputError as exc:
@@ -187,7 +224,8 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
             logger.error("database unavailable: %s", exc)
             error = (503, "database_unavailable", "the database is unavailable")
         status, code, detail = error
-        return JSONResponse({"error": code, "detail": detail}, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
     endpoint.__name__ = handler.__name__.lstrip("_")
     return endpoint
@@ -205,7 +243,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             service=MemoryService(store),
             pool=pool,
             client=client,
-            auth_on=TokenTable.from_env() is not None,
+            tokens=TokenTable.from_env(),
         )
         yield
 

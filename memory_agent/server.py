@@ -15,23 +15,42 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.types import StateUpdate
+from starlette.exceptions import HTTPException
 
 from memory_agent.checkpointer import BoundedPostgresSaver
-from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
+from memory_agent.context import AgentContext
+from memory_agent.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    MemoryAgentError,
+    ModelError,
+    ThreadBusyError,
+    ThreadOwnershipError,
+)
+from memory_agent.graph import build_graph
+from memory_agent.guard import LATEST_CHECKPOINTS, Guard, GuardedAgent, LatestTurn, guard_agent
+from memory_agent.identity import authenticated_user, not_theirs
 from memory_agent.memory.embeddings import resolve_embeddings
 from memory_agent.persistence import (
     ExactSearchStore,
     Pool,
     database_url,
+    describe,
     index_config,
     open_pool,
     redact,
     setup_database,
+    thread_locks,
 )
 
 logger = logging.getLogger(__name__)
@@ -73,17 +92,198 @@ async def open_server_store(pool: Pool, *, setup: bool = True) -> AsyncIterator[
     yield ExactSearchStore(pool, index=index)
 
 
+class ThreadOfAnotherUser(HTTPException, ThreadOwnershipError):
+    """A server request reached checkpoints that another user (or nobody) owns: answered 403."""
+
+    def __init__(self, thread_id: object) -> None:
+        detail = (
+            f"thread {thread_id} holds another user's conversation; it cannot be read, run, "
+            "copied or deleted by you (use a new thread id)"
+        )
+        HTTPException.__init__(self, status_code=403, detail=detail)
+
+
+def _request_user(config: RunnableConfig | None) -> str | None:
+    """Who the server authenticated for the request or run in progress (None: open server)."""
+    if user := authenticated_user(config):
+        return user
+    from langgraph_api.utils import get_auth_ctx
+
+    ctx = get_auth_ctx()
+    identity = getattr(ctx.user, "identity", "") if ctx is not None else ""
+    return str(identity) if identity else None
+
+
+class ServerCheckpointer(BoundedPostgresSaver):
+    """The server's checkpointer: our bounded saver, plus the one check every thread access of
+    an authenticated server request passes (reads, history, runs, copies, deletions): the
+    checkpoints must be the caller's. The server's own thread records (kept apart from
+    PostgreSQL by `langgraph dev`) can be created for any id, lost on a restart, or name an id
+    a program wrote; the checkpoints' recorded owner is what decides.
+
+    It also carries the process's `Guard` (locks, pool), so server runs pass through the same
+    run boundary as programs (`guard.GuardedAgent.boundary`).
+    """
+
+    def __init__(self, conn: Any, *, guard: Guard, **kwargs: Any) -> None:
+        super().__init__(conn, **kwargs)
+        self.guard = guard
+
+    def _check(self, values: Mapping[str, Any], config: RunnableConfig) -> None:
+        user = _request_user(config)
+        if user is not None and not_theirs(values, user):
+            raise ThreadOfAnotherUser((config.get("configurable") or {}).get("thread_id"))
+
+    async def not_theirs(self, thread_id: str, user_id: str) -> str | None:
+        """Why `thread_id`'s checkpoints are not `user_id`'s, if they are not (None: theirs,
+        or no checkpoints at all)."""
+        async with self.guard.pool.connection() as conn:
+            cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
+            return LatestTurn.of(await cur.fetchall()).problem_for(user_id)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        found = await super().aget_tuple(config)
+        if found is not None:
+            self._check(found.checkpoint["channel_values"], found.config)
+            self._check(found.checkpoint["channel_values"], config)
+        return found
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        async for item in super().alist(config, filter=filter, before=before, limit=limit):
+            self._check(item.checkpoint["channel_values"], config or item.config)
+            yield item
+
+    async def _check_thread(self, thread_id: object) -> None:
+        await self.aget_tuple({"configurable": {"thread_id": str(thread_id), "checkpoint_ns": ""}})
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._check_thread(thread_id)
+        await super().adelete_thread(thread_id)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._check_thread(source_thread_id)
+        await self._check_thread(target_thread_id)
+        await super().acopy_thread(source_thread_id, target_thread_id)
+
+
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
     """The server's checkpointer (`checkpointer.path` in langgraph.json): threads keep bounded
-    storage here too (superseded checkpoints pruned, see `memory_agent.checkpointer`)."""
+    storage here too (superseded checkpoints pruned, see `memory_agent.checkpointer`), and
+    every access is checked against the caller (`ServerCheckpointer`)."""
+    url = await database_url()
     async with server_pool() as pool:
-        saver = BoundedPostgresSaver(pool)
+        locks = thread_locks(url)
+        guard = Guard(locks=locks, database=describe(url), pool=pool)
+        saver = ServerCheckpointer(pool, guard=guard)
         try:
             await saver.setup()
         except psycopg.Error as exc:
             raise DatabaseUnavailableError(f"checkpointer setup failed: {exc}") from exc
-        yield saver
+        _RUNNING.append(saver)
+        try:
+            yield saver
+        finally:
+            _RUNNING.remove(saver)
+            await locks.close()
+
+
+_RUNNING: list[ServerCheckpointer] = []
+"""The checkpointer of the running server (the server enters `checkpointer()` once)."""
+
+
+async def thread_taken(thread_id: str, user_id: str) -> str | None:
+    """Why `user_id` may not adopt `thread_id` on this server (another user's checkpoints are
+    there), if so; None when it may, or when no server checkpointer runs (auth unit tests)."""
+    if not _RUNNING:
+        return None
+    return await _RUNNING[-1].not_theirs(thread_id, user_id)
+
+
+_STATUS: tuple[tuple[type[MemoryAgentError], int], ...] = (
+    (InvalidInputError, 422),
+    (ConfigurationError, 400),
+    (ThreadOwnershipError, 403),
+    (ThreadBusyError, 409),
+    (DatabaseUnavailableError, 503),
+    (ModelError, 502),
+)
+
+
+def http_error(exc: MemoryAgentError) -> HTTPException:
+    """`exc` as the server reports it to the client: a status and the reason, named.
+
+    The server shows a client the message of an `HTTPException` (and of a few built-in
+    errors), and "An internal error occurred" for anything else.
+    """
+    if isinstance(exc, HTTPException):
+        return exc
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    return _answered(type(exc))(status_code=status, detail=str(exc))
+
+
+_ANSWERED: dict[str, type[HTTPException]] = {}
+
+
+def _answered(cls: type[MemoryAgentError]) -> type[HTTPException]:
+    """An `HTTPException` carrying `cls`'s name, which the server reports as the error's type
+    (`{"error": "InvalidInputError", "message": "422: ..."}`)."""
+    name = cls.__name__
+    if name not in _ANSWERED:
+        _ANSWERED[name] = type(name, (HTTPException,), {"__module__": __name__})
+    return _ANSWERED[name]
+
+
+class ServerAgent(GuardedAgent):
+    """The graph the server runs: the run boundary, with the locks of `ServerCheckpointer`, a
+    client's context held to the deployment's settings, and our errors answered readably."""
+
+    async def astream(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        context: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        try:
+            async for part in super().astream(input, config, context=context, **kwargs):
+                yield part
+        except MemoryAgentError as exc:
+            raise http_error(exc) from exc
+
+    async def aupdate_state(
+        self,
+        config: RunnableConfig,
+        values: dict[str, Any] | Any | None,
+        as_node: str | None = None,
+        task_id: str | None = None,
+    ) -> RunnableConfig:
+        try:
+            return await super().aupdate_state(config, values, as_node=as_node, task_id=task_id)
+        except MemoryAgentError as exc:
+            raise http_error(exc) from exc
+
+    async def abulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        try:
+            return await super().abulk_update_state(config, supersteps)
+        except MemoryAgentError as exc:
+            raise http_error(exc) from exc
+
+
+graph = guard_agent(build_graph(), None, cls=ServerAgent, client_context=AgentContext())
+"""The graph `langgraph.json` names: compiled without persistence (the server attaches
+`checkpointer()` and `store()`), behind the run boundary. The server's own settings are
+`AgentContext()` at start-up (its environment); a client's run context may only tighten them."""
 
 
 @asynccontextmanager

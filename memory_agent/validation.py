@@ -14,14 +14,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from langchain_core.messages import BaseMessage, convert_to_messages
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
 from memory_agent.context import AgentContext
 from memory_agent.errors import InvalidInputError
-from memory_agent.memory.namespaces import validate_user_id
+from memory_agent.memory.namespaces import identifier_problem, validate_user_id
 from memory_agent.models import message_text
 
 MAX_THREAD_ID_CHARS = 256
+MAX_CONTENT_BLOCKS = 32
+"""Most content blocks (text, image, ...) one message may hold."""
 INPUT_KEYS = frozenset({"messages", "user_id"})
 
 
@@ -54,9 +57,7 @@ def validate_key(value: object, what: str = "key") -> str:
         raise InvalidInputError(
             f"{what} is {len(value)} characters long; the limit is {MAX_THREAD_ID_CHARS}"
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidInputError(f"{what} must not contain control characters")
-    if problem := storage_problem(value):
+    if problem := identifier_problem(value):
         raise InvalidInputError(f"{what} {problem}")
     return value
 
@@ -84,12 +85,68 @@ def _strings(value: object) -> Iterator[str]:
 
 
 def _messages(value: object) -> list[BaseMessage]:
-    items: Any = value if isinstance(value, list) else [value]
+    items: Any = value if isinstance(value, list | tuple) else [value]
     try:
         return convert_to_messages(items)
     except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(f"the messages could not be read: {reason[:200]}") from exc
+
+
+_SERDE = JsonPlusSerializer()
+
+
+def _serialized_size(value: object, what: str) -> int:
+    """The bytes `value` takes in a checkpoint; InvalidInputError if it cannot be stored there.
+
+    The checkpointer serialises with this same serializer after the run has started, when the
+    turn's memory writes may already be committed: finding out here keeps a turn whose input
+    cannot be checkpointed from storing anything.
+    """
+    try:
+        _, data = _SERDE.dumps_typed(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"{what} cannot be stored: {reason[:200]}") from exc
+    return len(data)
+
+
+def validate_messages(value: object, ctx: AgentContext | None = None) -> list[BaseMessage]:
+    """Messages a caller hands in (a turn's input, a state edit), checked as a whole.
+
+    Raises:
+        InvalidInputError: a message cannot be read, holds text PostgreSQL cannot store, is
+            too long, has too many content blocks, or the messages together exceed the
+            turn's limits (`AgentContext.max_input_messages` / `max_input_bytes`) or cannot
+            be serialised into a checkpoint.
+    """
+    ctx = ctx or AgentContext()
+    if isinstance(value, list | tuple) and len(value) > ctx.max_input_messages:
+        raise InvalidInputError(
+            f"the input holds {len(value)} messages; the limit is {ctx.max_input_messages}"
+        )
+    messages = _messages(value)
+    for m in messages:
+        if isinstance(m.content, list) and len(m.content) > MAX_CONTENT_BLOCKS:
+            raise InvalidInputError(
+                f"a message holds {len(m.content)} content blocks; the limit is "
+                f"{MAX_CONTENT_BLOCKS}"
+            )
+        for text in _strings([m.content, m.additional_kwargs, m.name]):
+            if problem := storage_problem(text):
+                raise InvalidInputError(f"the message {problem}")
+        text = message_text(m)
+        if len(text) > ctx.max_input_chars:
+            raise InvalidInputError(
+                f"the message is {len(text)} characters long; the limit is {ctx.max_input_chars}"
+            )
+    size = _serialized_size(messages, "the messages")
+    if size > ctx.max_input_bytes:
+        raise InvalidInputError(
+            f"the input takes {size} bytes (text, content blocks and extra fields together); "
+            f"the limit is {ctx.max_input_bytes}"
+        )
+    return messages
 
 
 def validate_turn(value: object, ctx: AgentContext) -> dict[str, Any] | None:
@@ -124,19 +181,11 @@ def validate_turn(value: object, ctx: AgentContext) -> dict[str, Any] | None:
     user_id = value.get("user_id")
     if user_id is not None:
         user_id = validate_user_id(user_id)
-    messages = _messages(value["messages"])
+    messages = validate_messages(value["messages"], ctx)
     for m in messages:
         if m.type != "human":
             raise InvalidInputError(
                 f"a turn's input holds the user's messages only, not a {m.type!r} message"
-            )
-        for s in _strings([m.content, m.additional_kwargs, m.name]):
-            if problem := storage_problem(s):
-                raise InvalidInputError(f"the message {problem}")
-        text = message_text(m)
-        if len(text) > ctx.max_input_chars:
-            raise InvalidInputError(
-                f"the message is {len(text)} characters long; the limit is {ctx.max_input_chars}"
             )
     if not message_text(messages[-1]).strip():
         raise InvalidInputError("the message is empty")

@@ -21,7 +21,9 @@ from typing import Literal, NotRequired, TypedDict
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
+from memory_agent.context import StructuredOutputMethod
 from memory_agent.memory.dates import day
+from memory_agent.models import structured_call
 from memory_agent.prompts import EXTRACTION_PROMPT
 
 logger = logging.getLogger(__name__)
@@ -49,11 +51,30 @@ _CLAUSE_END = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# "I live in Lisbon and I love hiking": a conjunction followed by a new subject starts a clause.
+_CLAUSE = re.compile(
+    r"\s*(?:[,;]\s*)?\b(?:and|but|while|whereas|also)\s+(?=(?:i|i'm|i've|i'd)\b|my\s+\w+(?:'s|\s+is)\b)"
+    r"|\s*;\s*",
+    re.IGNORECASE,
+)
+# The end of a list of liked things: a clause end other than "and" and commas.
+_LIST_END = re.compile(
+    r"\s*(?:[;.!?]|\b(?:but|because|so|since|until|yesterday|today|recently|now|anymore"
+    r"|any ?more|too|either|these days|nowadays|at the moment|right now)\b)",
+    re.IGNORECASE,
+)
+_LIST_SEP = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\band\b|&|\bas well as\b)\s*", re.I)
 
 
 def _value(rest: str) -> str:
     """The value at the start of `rest`, up to the end of its clause."""
     return _CLAUSE_END.split(rest.strip(), maxsplit=1)[0].strip(" \"'")
+
+
+def _values(rest: str) -> list[str]:
+    """The things listed at the start of `rest` ("hiking, cycling and strong coffee")."""
+    listed = _LIST_END.split(rest.strip(), maxsplit=1)[0]
+    return [v for v in (p.strip(" \"'") for p in _LIST_SEP.split(listed)) if v]
 
 
 def slug(text: str) -> str:
@@ -163,21 +184,25 @@ def extract_with_rules(text: str, speaker: str | None = None) -> list[MemoryDraf
     """
     who = speaker or _USER
     drafts: dict[str, MemoryDraft] = {}
-    for sentence in _SENTENCE.split(text):
-        sentence = sentence.strip()
-        if not sentence or sentence.endswith("?"):
+    clauses = [
+        clause.strip()
+        for sentence in _SENTENCE.split(text)
+        if not sentence.strip().endswith("?")
+        for clause in _CLAUSE.split(sentence)
+    ]
+    for sentence in clauses:
+        if not sentence:
             continue
         if m := _NEGATED_LIKE.search(sentence):
-            value = _value(m.group(1) or m.group(2))
-            if value:
+            for value in _values(m.group(1) or m.group(2)):
                 drafts[f"preference:{slug(value)}"] = {
                     "kind": "preference",
                     "subject": f"preference:{slug(value)}",
                     "text": f"{who} does not like {value}.",
                 }
         elif m := _LIKE.search(sentence):
-            verb, value = m.group(1).lower(), _value(m.group(2))
-            if value:
+            verb = m.group(1).lower()
+            for value in _values(m.group(2)):
                 drafts[f"preference:{slug(value)}"] = {
                     "kind": "preference",
                     "subject": f"preference:{slug(value)}",
@@ -215,6 +240,7 @@ async def extract_with_model(
     *,
     speaker: str | None = None,
     when: datetime | None = None,
+    method: StructuredOutputMethod = "auto",
 ) -> list[MemoryDraft]:
     """Memories stated in one message, by the chat model's structured output.
 
@@ -223,15 +249,19 @@ async def extract_with_model(
         text: what was said.
         speaker: who said it, when the message names its speaker (None: the user).
         when: when it was said, so that the model can make relative dates absolute.
+        method: how the structured answer is asked for (see `AgentContext.structured_output`).
+
+    Raises:
+        ValueError: the model's answer is unusable; other errors of the provider as raised.
     """
-    structured = model.with_structured_output(_Extraction)
     system = EXTRACTION_PROMPT.format(
         who=speaker or "the user",
         today=day(when) if when else "unknown",
     )
-    result = await structured.ainvoke([("system", system), ("human", text)])
-    if not isinstance(result, _Extraction):
-        result = _Extraction.model_validate(result)
+    messages = [("system", system), ("human", text)]
+    result = await structured_call(
+        model, _Extraction, messages, method=method, purpose="extraction"
+    )
     return [
         {
             "kind": m.kind,

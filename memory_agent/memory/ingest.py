@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Literal, NotRequired, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
+from memory_agent.context import StructuredOutputMethod
 from memory_agent.memory.dates import parse_when
 from memory_agent.memory.extraction import MemoryDraft, extract_with_model, extract_with_rules
 from memory_agent.memory.records import is_episode_key
 from memory_agent.memory.service import ConversationFields, EpisodeDraft, MemoryService
-from memory_agent.models import is_offline, message_text
+from memory_agent.models import ModelFallback, decide, is_offline, message_text
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +54,15 @@ async def extract(
     extractor: Literal["auto", "model", "rules"],
     *,
     when: str | datetime | None = None,
+    method: StructuredOutputMethod = "auto",
+    fallbacks: list[ModelFallback] | None = None,
 ) -> list[MemoryDraft]:
     """Drafts from the user's messages, by the model or by rules as `extractor` says.
 
     Each draft names the message it came from (`message_ids`); a message's `name`, when set,
-    is its speaker.
+    is its speaker. When the model's extraction of a message fails (an unusable answer, or
+    the model unreachable: the answer is already given), that message's drafts come from the
+    rules and the failure is appended to `fallbacks`.
     """
     use_model = extractor == "model" or (extractor == "auto" and not is_offline(model))
     moment = parse_when(when)
@@ -66,7 +72,16 @@ async def extract(
             continue
         text = message_text(m)
         if use_model:
-            found = await extract_with_model(model, text, speaker=m.name, when=moment)
+            found = await decide(
+                "extraction",
+                model,
+                partial(
+                    extract_with_model, model, text, speaker=m.name, when=moment, method=method
+                ),
+                partial(extract_with_rules, text, speaker=m.name),
+                fallbacks,
+                absorb_all=True,
+            )
         else:
             found = extract_with_rules(text, speaker=m.name)
         drafts.extend({**d, "message_ids": [m.id] if m.id else []} for d in found)

@@ -7,6 +7,7 @@ The encoding is injective, so two user ids never share a namespace.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Literal
 from urllib.parse import quote, unquote
 
@@ -35,13 +36,27 @@ def validate_user_id(user_id: object) -> str:
         raise InvalidInputError(
             f"user_id is {len(user_id)} characters long; the limit is {MAX_USER_ID_CHARS}"
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in user_id):
-        raise InvalidInputError("user_id must not contain control characters")
-    try:
-        user_id.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError("user_id is not valid Unicode (lone surrogate)") from exc
+    if problem := identifier_problem(user_id):
+        raise InvalidInputError(f"user_id {problem}")
     return user_id
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Unicode categories an identifier may not contain: controls (U+0085 included), format
+characters (bidirectional overrides such as U+202E, zero-width joiners), surrogates, private
+use, unassigned code points, and line/paragraph separators (U+2028, U+2029). Each of them can
+make two ids look alike, or make an id print as something else."""
+
+
+def identifier_problem(value: str) -> str | None:
+    """What makes `value` unfit as an identifier (user, thread or memory id), if anything."""
+    for c in value:
+        category = unicodedata.category(c)
+        if category in _INVISIBLE:
+            if category == "Cs":
+                return "is not valid Unicode (lone surrogate)"
+            return f"must not contain control or invisible characters (found U+{ord(c):04X})"
+    return None
 
 
 def encode_label(user_id: str) -> str:

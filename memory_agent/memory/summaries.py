@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
-from memory_agent.models import is_offline, message_text
+from memory_agent.models import ModelFallback, decide, internal_text, is_offline, message_text
 from memory_agent.prompts import SUMMARY_PROMPT
 
 _SEP = "; "
@@ -57,12 +57,36 @@ def extractive_summary(summary: str, messages: Sequence[BaseMessage], chars: int
 
 
 async def fold_summary(
-    model: BaseChatModel, summary: str, messages: Sequence[BaseMessage], chars: int
+    model: BaseChatModel,
+    summary: str,
+    messages: Sequence[BaseMessage],
+    chars: int,
+    *,
+    fallbacks: list[ModelFallback] | None = None,
 ) -> str:
-    """The running summary after `messages` left the window."""
+    """The running summary after `messages` left the window.
+
+    With a real model, the model folds them in; if its call fails (the answer is already
+    given, so nothing is worth losing it for), the extractive summary is used and the failure
+    appended to `fallbacks`.
+    """
     if is_offline(model):
         return extractive_summary(summary, messages, chars)
     transcript = "\n".join(f"{m.type}: {message_text(m)}" for m in messages)
     prompt = SUMMARY_PROMPT.format(chars=chars, summary=summary or "(none)", messages=transcript)
-    result = await model.ainvoke(prompt)
-    return message_text(result)[:chars]
+
+    async def ask() -> str:
+        folded = (await internal_text(model, prompt, purpose="summary")).strip()
+        if not folded:
+            raise ValueError("the model gave an empty summary")
+        return folded[:chars]
+
+    return await decide(
+        "summary",
+        model,
+        ask,
+        lambda: extractive_summary(summary, messages, chars),
+        fallbacks,
+        absorb_all=True,
+        fallback="the extractive summary",
+    )

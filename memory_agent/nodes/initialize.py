@@ -12,25 +12,19 @@ import time
 from typing import Any, Literal
 
 from langchain_core.messages import AnyMessage, RemoveMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from memory_agent.context import AgentContext, resolve_context
-from memory_agent.errors import (
-    REJECTION_ERRORS,
-    InvalidInputError,
-    MemoryAgentError,
-    ThreadOwnershipError,
-)
+from memory_agent.errors import REJECTION_ERRORS, InvalidInputError, MemoryAgentError
 from memory_agent.events import now_iso
-from memory_agent.memory.namespaces import validate_user_id
+from memory_agent.identity import acting_user
 from memory_agent.memory.summaries import title_for
 from memory_agent.models import message_text
 from memory_agent.state import Rejection, SupervisorState, reset_team_accounting
 from memory_agent.validation import storage_problem
-
-AUTH_USER_KEY = "langgraph_auth_user_id"
 
 
 def new_messages(state: SupervisorState) -> list[AnyMessage]:
@@ -45,17 +39,9 @@ def new_messages(state: SupervisorState) -> list[AnyMessage]:
     return list(messages)
 
 
-def _check(state: SupervisorState, auth_user: str | None, ctx: AgentContext) -> str | None:
+def _check(state: SupervisorState, config: RunnableConfig, ctx: AgentContext) -> str | None:
     """The canonical user id of the turn; raises MemoryAgentError subclasses on refusal."""
-    user_id = state.get("user_id")
-    if auth_user is not None:
-        if user_id is not None and user_id != auth_user:
-            raise ThreadOwnershipError("user_id in the input differs from the authenticated user")
-        user_id = auth_user
-    if user_id is not None:
-        user_id = validate_user_id(user_id)
-    if state.get("turn_count", 0) > 0 and state.get("thread_owner") != user_id:
-        raise ThreadOwnershipError("this thread belongs to another user")
+    user_id = acting_user(state, config)
     added = new_messages(state)
     if not added or added[-1].type != "human":
         raise InvalidInputError("a turn needs a user message as its last message")
@@ -89,10 +75,8 @@ async def initialize(
     state: SupervisorState, runtime: Runtime[AgentContext]
 ) -> Command[Literal["planning", "reject"]]:
     ctx = resolve_context(runtime.context)
-    # Under the LangGraph server with auth on, the identity arrives in the configurable.
-    auth_user = get_config().get("configurable", {}).get(AUTH_USER_KEY) or None
     try:
-        user_id = _check(state, auth_user, ctx)
+        user_id = _check(state, get_config(), ctx)
     except MemoryAgentError as exc:
         return _rejected(state, exc)
     first_turn = state.get("turn_count", 0) == 0

@@ -3,25 +3,36 @@ persist what should outlive the thread and keep the checkpointed message window 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any, Literal
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
-from memory_agent.errors import StorageRefusedError
+from memory_agent.errors import MemoryAgentError, ModelError, StorageRefusedError
 from memory_agent.events import emit
+from memory_agent.identity import acting_user
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, fold_summary
-from memory_agent.models import message_text, resolve_chat_model
+from memory_agent.models import (
+    ModelFallback,
+    chat_model_for,
+    fallback_line,
+    message_text,
+    model_error,
+)
+from memory_agent.nodes.rollback import roll_back
 from memory_agent.nodes.teams import team_prompt
 from memory_agent.prompts import MEMORIES_BLOCK, SUMMARY_BLOCK, SYSTEM_PROMPT
 from memory_agent.state import SupervisorState
+
+logger = logging.getLogger(__name__)
 
 
 def system_prompt(state: SupervisorState) -> str:
@@ -39,22 +50,33 @@ def system_prompt(state: SupervisorState) -> str:
 async def response(
     state: SupervisorState, runtime: Runtime[AgentContext]
 ) -> dict[str, Any] | Command[Literal["reject"]]:
+    acting_user(state, get_config())  # a refused identity gets no answer (see `identity`)
     ctx = resolve_context(runtime.context)
-    model = resolve_chat_model(ctx.model, api_key=ctx.api_key)
     messages: list[AnyMessage] = list(state["messages"])
-    answer = await model.ainvoke([SystemMessage(system_prompt(state)), *messages])
-    answer = AIMessage(content=message_text(answer), id=answer.id or str(uuid.uuid4()))
+    try:
+        answer = await _answer(ctx, [SystemMessage(system_prompt(state)), *messages])
+    except ModelError as exc:
+        if exc.retryable:
+            raise
+        return roll_back(state, exc)  # it would fail the same way when resumed
     window = [*messages, answer]
     overflow = window[: max(0, len(window) - ctx.message_window)]
     summary = state.get("summary", "")
+    fallbacks: list[ModelFallback] = []
     if overflow:
-        summary = await fold_summary(model, summary, overflow, ctx.summary_chars)
+        summary_model = chat_model_for(ctx, "summary")
+        summary = await fold_summary(
+            summary_model, summary, overflow, ctx.summary_chars, fallbacks=fallbacks
+        )
     message_count = state.get("message_count", 0) + len(state.get("turn_messages", [])) + 1
     try:
-        await _persist(state, runtime, ctx, model, window, summary, message_count)
+        await _persist(state, runtime, ctx, window, summary, message_count, fallbacks)
     except StorageRefusedError as exc:
-        return _refused(state, exc)
+        return roll_back(state, exc)  # nothing was stored, and a resume would fail the same way
+    for fallback in fallbacks:
+        emit(runtime.stream_writer, "model_fallback", **fallback)
     return {
+        "error_log": [fallback_line(f) for f in fallbacks],
         "messages": [answer, *(RemoveMessage(id=m.id) for m in overflow if m.id)],
         "summary": summary,
         "status": "completed",
@@ -64,30 +86,34 @@ async def response(
     }
 
 
-def _refused(state: SupervisorState, error: StorageRefusedError) -> Command[Literal["reject"]]:
-    """Roll the turn back: PostgreSQL refused its memories (nothing was stored; see
-    `MemoryService.save_turn`), and finishing it again would fail the same way, so the thread
-    drops the turn's messages and `reject` raises the error, as for a refused input."""
-    return Command(
-        goto="reject",
-        update={
-            "messages": [RemoveMessage(id=i) for i in state.get("turn_messages", [])],
-            "status": "rejected",
-            "rejection": {"code": "storage", "message": str(error)},
-        },
-    )
+async def _answer(ctx: AgentContext, prompt: list[AnyMessage]) -> AIMessage:
+    """The answer call: the one model call a turn cannot do without.
+
+    Raises:
+        ModelError: the model failed (unreachable, HTTP errors after its retries, time-out).
+    """
+    model = chat_model_for(ctx, "answer")
+    try:
+        answer = await model.ainvoke(prompt)
+    except MemoryAgentError:
+        raise
+    except Exception as exc:
+        raise model_error(exc, ctx.model, "answer") from exc
+    if answer.response_metadata.get("finish_reason") == "length":
+        logger.warning("the answer stopped at its length limit; raise model_limits.answer")
+    return AIMessage(content=message_text(answer), id=answer.id or str(uuid.uuid4()))
 
 
 async def _persist(
     state: SupervisorState,
     runtime: Runtime[AgentContext],
     ctx: AgentContext,
-    model: BaseChatModel,
     window: list[AnyMessage],
     summary: str,
     message_count: int,
+    fallbacks: list[ModelFallback],
 ) -> Saved | None:
-    user_id = state.get("user_id")
+    user_id = acting_user(state, get_config())
     thread_id = thread_id_of(runtime)
     started = time.perf_counter()
     if user_id is None or runtime.store is None:
@@ -106,7 +132,14 @@ async def _persist(
         return None
     turn_ids = set(state.get("turn_messages", []))
     said = [m for m in window if m.id in turn_ids]
-    drafts = await extract(said, model, ctx.extractor, when=ctx.now)
+    drafts = await extract(
+        said,
+        chat_model_for(ctx, "extraction"),
+        ctx.extractor,
+        when=ctx.now,
+        method=ctx.structured_output,
+        fallbacks=fallbacks,
+    )
     turn: TurnRecord = {
         "thread_id": thread_id,
         "title": state.get("title", ""),

@@ -21,12 +21,14 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Literal, Protocol, cast
 
+from langgraph.config import get_config
 from langgraph.errors import NodeError, NodeTimeoutError
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
 from memory_agent.context import AgentContext, thread_id_of
 from memory_agent.events import emit
+from memory_agent.identity import acting_user, claimed_user
 from memory_agent.models import message_text
 from memory_agent.prompts import FAILED_BLOCK, TEAMS_BLOCK
 from memory_agent.state import SupervisorState
@@ -58,14 +60,17 @@ _LINE_CHARS = 1_000
 
 
 def route_after_planning(state: SupervisorState) -> list[Send] | Literal["response"]:
-    """One `Send` per team of the plan (they run in parallel), or straight to the response."""
+    """One `Send` per team of the plan (they run in parallel), or straight to the response
+    (nowhere when planning rolled the turn back: its `Command` goes to `reject`)."""
+    if state.get("status") == "rejected":
+        return []
     tasks = state.get("plan", {}).get("tasks", [])
     if not tasks:
         return "response"
     message = message_text(state["messages"][-1])
     shared = {
         "message": message,
-        "user_id": state.get("user_id"),
+        "user_id": acting_user(state, get_config()),
         "intent": state.get("intent", "question"),
         "memories": list(state.get("loaded_memories", [])),
     }
@@ -84,6 +89,9 @@ def team_node(team: Team) -> TeamNode:
         state: Mapping[str, Any], *, runtime: Runtime[AgentContext]
     ) -> dict[str, Any]:
         request = cast(TeamRequest, state)
+        # A team can be reached by a `Send` its request was forged into (a server command):
+        # under auth it acts only for the authenticated user.
+        claimed_user(request.get("user_id"), get_config())
         info = runtime.execution_info
         first = (info.node_first_attempt_time if info else None) or time.time()
         if info is None or info.node_attempt == 1:

@@ -2,7 +2,8 @@
 
 With a real model the planner reads each team's description and answers with the teams to run,
 a query for each in its own words, and why. With the offline model (or a model without
-structured output) each team's own rule decides: its `keywords`, or its `when`.
+structured output, or an unusable answer) each team's own rule decides: its `keywords`, or
+its `when`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
+from memory_agent.context import StructuredOutputMethod
+from memory_agent.models import ModelFallback, decide, structured_call
 from memory_agent.prompts import TEAM_CHOICE_PROMPT
 from memory_agent.state import Intent, MemoryRecord, TeamTask
 from memory_agent.teams.base import Team, TeamRequest
@@ -48,8 +51,18 @@ async def choose_teams(
     memories: list[MemoryRecord],
     teams: Sequence[Team],
     model: BaseChatModel | None,
+    *,
+    method: StructuredOutputMethod = "auto",
+    fallbacks: list[ModelFallback] | None = None,
 ) -> list[TeamTask]:
-    """The teams this turn needs, each with a query and a reason (empty: answer directly)."""
+    """The teams this turn needs, each with a query and a reason (empty: answer directly).
+
+    With a model, an unusable answer falls back to the teams' rules and is appended to
+    `fallbacks`.
+
+    Raises:
+        ModelError: the model could not be reached (after its retries) or timed out.
+    """
     if not teams:
         return []
     request: TeamRequest = {
@@ -62,16 +75,18 @@ async def choose_teams(
     }
     if model is None:
         return choose_by_rules(request, teams)
-    try:
-        structured = model.with_structured_output(_Choice)
-    except NotImplementedError:
-        logger.info("model %s has no structured output; teams by rules", type(model).__name__)
-        return choose_by_rules(request, teams)
     listing = "\n".join(f"- {t.name}: {t.description}" for t in teams)
     system = TEAM_CHOICE_PROMPT.format(teams=listing)
-    decision = await structured.ainvoke([("system", system), ("human", message)])
-    if not isinstance(decision, _Choice):
-        decision = _Choice.model_validate(decision)
+
+    async def ask() -> list[TeamTask]:
+        messages = [("system", system), ("human", message)]
+        decision = await structured_call(model, _Choice, messages, method=method, purpose="teams")
+        return _tasks(decision, teams, message)
+
+    return await decide("teams", model, ask, lambda: choose_by_rules(request, teams), fallbacks)
+
+
+def _tasks(decision: _Choice, teams: Sequence[Team], message: str) -> list[TeamTask]:
     known = {t.name for t in teams}
     tasks: list[TeamTask] = []
     for task in decision.tasks:

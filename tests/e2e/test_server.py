@@ -85,8 +85,12 @@ async def test_missing_or_wrong_token_gets_401(http: httpx.AsyncClient, running:
     for headers in ({}, wrong, studio, {"Authorization": "Basic YWxpY2U6eA=="}):
         assert (await http.post("/threads/search", json={}, headers=headers)).status_code == 401
         assert (await http.post("/threads", json={}, headers=headers)).status_code == 401
-        assert (await http.get("/me/memories", headers=headers)).status_code == 401
-        assert (await http.delete("/me", headers=headers)).status_code == 401
+        for answer in (
+            await http.get("/me/memories", headers=headers),
+            await http.delete("/me", headers=headers),
+        ):
+            assert answer.status_code == 401
+            assert answer.json()["error"] == "unauthenticated" and answer.json()["detail"]
     assert (await http.get("/ok")).status_code == 200  # health stays open
 
 
@@ -184,6 +188,8 @@ async def test_user_id_in_the_input_cannot_name_another_user(
     run = await stream_turn(bob, thread_id, "I am allergic to peanuts.", user_id=USERS["alice"])
 
     assert run.errors and "ThreadOwnershipError" in str(run.errors[0])
+    # The reason reaches the client (issue 15 item 11), not "An internal error occurred".
+    assert "differs from the authenticated user" in str(run.errors[0])
     assert "memory_saved" not in run.events
     after = (await http.get("/me/memories", headers=bearer("alice"))).json()["memories"]
     assert after == before

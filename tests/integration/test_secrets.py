@@ -48,9 +48,11 @@ async def test_a_secret_context_field_is_never_stored(
         await agent.ainvoke(
             {"messages": [("user", text)], "user_id": "kai"}, cfg("k1", note="hello"), context=ctx
         )
-    # The search is real: a harmless configurable value does land in checkpoint metadata.
-    assert "checkpoints.metadata" in places_holding(database_url, "hello")
-    assert places_holding(database_url, "Kai")  # and the conversation itself is stored
+    # The search is real: checkpoint metadata and the conversation are found by it; a caller's
+    # own configurable key ("note") is not let into metadata at all.
+    assert "checkpoints.metadata" in places_holding(database_url, "input")
+    assert "checkpoints.metadata" not in places_holding(database_url, "hello")
+    assert places_holding(database_url, "Kai")
     assert places_holding(database_url, SECRET) == []
 
 
@@ -84,5 +86,35 @@ async def test_the_checkpointer_scrubs_them_for_graphs_without_the_boundary(
     assert places_holding(database_url, SECRET) == []
     with psycopg.connect(database_url) as conn:
         metadata = [r[0] for r in conn.execute("SELECT metadata FROM checkpoints")]
-    assert metadata and all(m.get("max_tokens") == 64 for m in metadata)  # not a secret
-    assert not any("api_key" in m or "auth_token" in m for m in metadata)
+    assert metadata and all(m.get("source") for m in metadata)
+    # Only LangGraph's own keys enter metadata: no guessing which of the caller's are secret.
+    assert not any("api_key" in m or "auth_token" in m or "max_tokens" in m for m in metadata)
+
+
+UNGUESSABLE = [
+    "openai_key",
+    "OPENAI_KEY",
+    "anthropic_key",
+    "llm_key",
+    "jwt",
+    "bearer",
+    "pw",
+    "signing_key",
+    "dsn",
+    "db_url",
+]
+
+
+async def test_no_caller_key_reaches_checkpoint_metadata_whatever_its_name(
+    agent: GuardedAgent, database_url: str
+) -> None:
+    """Issue 10, scenario 8 (program API): keys no pattern list would call secret."""
+    values = {name: f"{SECRET}-{i}" for i, name in enumerate(UNGUESSABLE)}
+    await agent.ainvoke(
+        {"messages": [("user", "My name is Ode.")], "user_id": "ode"},
+        {"configurable": {"thread_id": "o1", **values}, "metadata": dict(values)},
+    )
+    assert places_holding(database_url, SECRET) == []
+    with psycopg.connect(database_url) as conn:
+        metadata = [r[0] for r in conn.execute("SELECT metadata FROM checkpoints")]
+    assert metadata and not any(set(m) & set(UNGUESSABLE) for m in metadata)

@@ -13,14 +13,35 @@ from memory_agent.memory.embeddings import HashingEmbeddings, cosine
 from memory_agent.memory.extraction import extract_with_rules
 from memory_agent.memory.namespaces import decode_label, encode_label, validate_user_id
 from memory_agent.memory.summaries import extractive_summary, title_for
+from memory_agent.validation import validate_thread_id
 
-valid_ids = st.text(min_size=1, max_size=64).filter(
-    lambda s: (
-        s.strip()
-        and not any(ord(c) < 32 or ord(c) == 127 for c in s)
-        and not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
-    )
+INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+valid_ids = st.text(
+    alphabet=st.characters(exclude_categories=INVISIBLE), min_size=1, max_size=64
+).filter(lambda s: bool(s.strip()))
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\x00",
+        "\x1f",
+        "\x7f",
+        "\x85",
+        "\u2028",
+        "\u2029",
+        "\u202e",
+        "\u200b",
+        "\ufeff",
+        "\ue000",
+        "\ud800",
+    ],
 )
+def test_ids_with_control_or_invisible_characters_are_refused(char: str) -> None:
+    with pytest.raises(InvalidInputError, match="user_id"):
+        validate_user_id(f"alice{char}")
+    with pytest.raises(InvalidInputError, match="thread_id"):
+        validate_thread_id(f"thread{char}")
 
 
 @given(valid_ids)
