@@ -53,6 +53,16 @@ COUNT_VECTORS = "SELECT count(*) AS n FROM store_vectors"
 DELETE_VECTORS = "DELETE FROM store_vectors"
 # Dimensions are an integer checked in Python; only that is ever formatted into this statement.
 ALTER_VECTOR_DIMS = "ALTER TABLE store_vectors ALTER COLUMN embedding TYPE vector({dims})"
+SELECT_NAMESPACE_PAGE = """
+SELECT key, value, created_at, updated_at FROM store
+WHERE prefix = %s AND key > %s AND value @> %s
+  AND (expires_at IS NULL OR expires_at > now())
+ORDER BY key
+LIMIT %s
+"""
+"""One page of a namespace's items, by key: complete however many items share a timestamp
+(the store's own search pages by offset over `updated_at`, and the items of one write
+transaction all have the same one)."""
 SELECT_STORE_PAGE = """
 SELECT prefix, key, value FROM store
 WHERE (prefix, key) > (%s, %s)
@@ -208,6 +218,27 @@ async def batched(store: BaseStore, ops: Sequence[Op]) -> list[Result]:
     for start in range(0, len(ops), MAX_BATCH_OPS):
         results.extend(await store.abatch(ops[start : start + MAX_BATCH_OPS]))
     return results
+
+
+async def namespace_items(
+    store: AsyncPostgresStore, namespace: tuple[str, ...], filter: dict[str, Any] | None = None
+) -> list[SearchItem]:
+    """Every current item of one namespace whose value contains `filter`, by key."""
+    prefix = ".".join(namespace)
+    items: list[SearchItem] = []
+    last = ""
+    while True:
+        async with _connection(store) as conn:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(SELECT_NAMESPACE_PAGE, (prefix, last, Jsonb(filter or {}), _PAGE))
+                rows = await cur.fetchall()
+        items.extend(
+            SearchItem(namespace, r["key"], r["value"], r["created_at"], r["updated_at"])
+            for r in rows
+        )
+        if len(rows) < _PAGE:
+            return items
+        last = rows[-1]["key"]
 
 
 async def lexical_search(

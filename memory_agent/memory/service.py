@@ -739,6 +739,8 @@ class MemoryService:
     async def _all(
         self, ns: tuple[str, ...], filter: dict[str, Any] | None = None
     ) -> list[SearchItem]:
+        if isinstance(self.store, AsyncPostgresStore):
+            return await pg.namespace_items(self.store, ns, filter)
         items: list[SearchItem] = []
         while True:
             page = await self.store.asearch(ns, filter=filter, limit=_PAGE, offset=len(items))

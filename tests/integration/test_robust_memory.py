@@ -4,7 +4,7 @@
   PostgreSQL cannot hold;
 - a write PostgreSQL refuses (bad data, not an outage) is a clear `StorageRefusedError`, the
   turn is rolled back with nothing stored, and the thread goes on;
-- a turn of tens of thousands of sentences stays under PostgreSQL's 65,535 bind parameters;
+- a write of tens of thousands of sentences stays under PostgreSQL's 65,535 bind parameters;
 - two turns superseding one subject at the same moment both keep their version, in order;
 - a message re-sent after its turn failed (memories written, checkpoint lost) changes nothing
   its failed attempt wrote.
@@ -35,6 +35,7 @@ from memory_agent.checkpointer import BoundedPostgresSaver
 from memory_agent.guard import cut_off
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.lexical import MAX_TERM_CHARS
+from memory_agent.memory.service import EpisodeDraft
 
 pytestmark = pytest.mark.integration
 
@@ -163,24 +164,31 @@ def big_message(rng: random.Random, n: int) -> str:
     return " ".join(out)
 
 
-async def test_a_huge_turn_stays_under_the_bind_parameter_limit(database_url: str) -> None:
+async def test_a_huge_write_stays_under_the_bind_parameter_limit(database_url: str) -> None:
+    """The issue's input (40 messages of ~15,900 characters, ~480 sentences each) is now over a
+    turn's input limits, but an import (`save_episodes`) takes any number of messages: its one
+    write of ~19,000 episodes binds more parameters than one statement may."""
     rng = random.Random(2)
-    messages = [("user", big_message(rng, i)) for i in range(40)]
-    assert all(len(text) < 16_000 for _, text in messages)
+    texts = [big_message(rng, i) for i in range(40)]
+    assert all(len(text) < 16_000 for text in texts)
+    episodes: list[EpisodeDraft] = [
+        {"message_id": f"m{i}", "text": t, "speaker": None, "before": "", "after": ""}
+        for i, t in enumerate(texts)
+    ]
     ctx = AgentContext(model=OfflineChatModel())
-    thread = "huge"
     async with open_agent(database_url) as agent:
-        out = await agent.ainvoke({"messages": messages, "user_id": USER}, cfg(thread), context=ctx)
+        service = MemoryService(agent.store)
+        written = await service.save_episodes(USER, episodes, thread_id="import")
+        assert len(written) * 4 > 65_535  # more than one statement could have bound
+        episodes_ns = f"users.{USER}.episodes"
+        stored = "SELECT count(*) FROM store WHERE prefix = %s"
+        assert rows(database_url, stored, episodes_ns)[0][0] == len(written)
+        # Later turns of the user work.
+        out = await agent.ainvoke(turn("I live in Busan."), cfg("after-import"), context=ctx)
         assert out["status"] == "completed"
-        assert await resume_turn(agent, cfg(thread), context=ctx) is None
-        again = await agent.ainvoke(turn("I live in Busan."), cfg(thread), context=ctx)
-        assert again["status"] == "completed"
-    episodes = rows(
-        database_url,
-        "SELECT count(*) FROM store WHERE prefix = %s",
-        f"users.{USER}.episodes",
-    )[0][0]
-    assert episodes > 65_535 // 4  # more rows than one statement could have bound
+        receipt = await service.forget_user(USER)
+    assert receipt["deleted"]["episodes"] == len(written) + 1
+    assert rows(database_url, "SELECT count(*) FROM store")[0][0] == 0
 
 
 # --- item 5: concurrent supersession ----------------------------------------------------------
