@@ -289,7 +289,10 @@ async def _owned_thread(deps: _Deps, user: str, thread_id: str) -> dict[str, Any
         owner = (thread.get("metadata") or {}).get(OWNER_KEY)
     else:
         owner = (thread.get("values") or {}).get("thread_owner")
-    if owner != user:
+    # The record may be the caller's while the checkpoints are someone else's (a program wrote
+    # the id after the record was made): the routes' in-process client is not checked by the
+    # server's checkpointer, so the checkpoints' owner is checked here.
+    if owner != user or await _someone_elses(deps, thread_id, user):
         raise missing
     return thread
 
