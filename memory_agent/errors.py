@@ -20,6 +20,12 @@ class DatabaseUnavailableError(MemoryAgentError):
     """PostgreSQL cannot be reached or failed; never hidden behind a fall-back."""
 
 
+class StorageRefusedError(MemoryAgentError):
+    """PostgreSQL refused to store what a turn wrote (bad data, a limit, a schema error: not an
+    outage). The turn is rolled back with nothing stored and the thread stays usable; sending
+    the same input again fails the same way, so it is not retried."""
+
+
 class InvalidInputError(MemoryAgentError, ValueError):
     """The input of a turn (message, user id, thread id) was rejected before anything was stored."""
 
@@ -92,5 +98,6 @@ REJECTION_ERRORS: dict[str, type[MemoryAgentError]] = {
     "invalid_input": InvalidInputError,
     "ownership": ThreadOwnershipError,
     "model": ModelError,
+    "storage": StorageRefusedError,
 }
 """Maps the `rejection.code` recorded in the state to the error the `reject` node raises."""

@@ -85,6 +85,33 @@ ON CONFLICT (prefix) DO NOTHING;
     """CREATE INDEX IF NOT EXISTS memory_agent_checkpoints_owner_idx
     ON checkpoints ((checkpoint -> 'channel_values' ->> 'thread_owner'))
     WHERE checkpoint_ns = ''""",
+    # v3: the BM25 index skips a term too long for an index row. Our analyzer cuts words to
+    # `lexical.MAX_TERM_CHARS`; this keeps any other writer of a memory (the server's store
+    # routes, an older version) from failing its write on `memory_terms_pkey`.
+    """
+CREATE OR REPLACE FUNCTION memory_agent_index_terms() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.value->>'scope' = 'memory' AND OLD.value ? 'terms' THEN
+        DELETE FROM memory_terms
+         WHERE prefix = OLD.prefix
+           AND term = ANY(ARRAY(SELECT jsonb_object_keys(OLD.value->'terms')))
+           AND key = OLD.key;
+        UPDATE memory_term_stats
+           SET docs = docs - 1, total_len = total_len - (OLD.value->>'length')::float8
+         WHERE prefix = OLD.prefix;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.value->>'scope' = 'memory' AND NEW.value ? 'terms' THEN
+        INSERT INTO memory_terms (prefix, key, term, tf, len)
+        SELECT NEW.prefix, NEW.key, t.key, t.value::text::real, (NEW.value->>'length')::real
+          FROM jsonb_each(NEW.value->'terms') AS t
+         WHERE octet_length(t.key) <= 512;
+        INSERT INTO memory_term_stats AS s (prefix, docs, total_len)
+        VALUES (NEW.prefix, 1, (NEW.value->>'length')::float8)
+        ON CONFLICT (prefix) DO UPDATE
+           SET docs = s.docs + 1, total_len = s.total_len + EXCLUDED.total_len;
+    END IF;
+    RETURN NULL;
+END $$""",
 ]
 
 LATEST_VERSION = "SELECT max(v) AS v FROM memory_agent_migrations"

@@ -155,9 +155,11 @@ def reset_team_accounting() -> dict[str, Any]:
 
 
 class Rejection(TypedDict):
-    """Why initialize refused a turn; the reject node raises the matching error."""
+    """Why a turn was refused (by initialize; or rolled back by response, when the model or
+    the database refused it in a way that would only repeat); the reject node raises the
+    matching error."""
 
-    code: Literal["invalid_input", "ownership", "model"]
+    code: Literal["invalid_input", "ownership", "model", "storage"]
     message: str
 
 

@@ -1,9 +1,9 @@
 """Persisting what a turn should leave behind: the thread's record and the user's memories.
 
 The response node calls `extract` and `remember_turn`; so does the LoCoMo benchmark, so the
-figures it prints are those of the product's own write path. Every write is keyed (thread,
-message or subject), so a retried or resumed step rewrites the same records instead of adding
-new ones.
+figures it prints are those of the product's own write path. Every write is keyed (a message's
+source: thread, day and words; or a subject), so a retried or resumed step, or a message
+re-sent after its turn failed, finds the same records instead of adding new ones.
 """
 
 from __future__ import annotations

@@ -33,6 +33,11 @@ CONTEXT_AFTER = 0.3
 CONTEXT_MESSAGE = 0.3
 """Weight of the words of the rest of its message (an episode is one sentence of a message)."""
 
+MAX_TERM_CHARS = 64
+"""A longer word (a hash, a DNA sequence) is indexed by its first this many characters: every
+term fits in an index row (PostgreSQL's btree holds about 2,700 bytes), and the same cut on
+the query's words still finds it."""
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 STOPWORDS = frozenset(
     """a an the and or but if of to in on at by for with about as is am are was were be been
@@ -56,7 +61,7 @@ def stem(word: str) -> str:
 
 def analyze(text: str) -> list[str]:
     """The terms of `text`: lower-cased words, stop words dropped, stemmed."""
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    return [stem(w[:MAX_TERM_CHARS]) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
 def term_weights(parts: Iterable[tuple[str, float]]) -> dict[str, float]:

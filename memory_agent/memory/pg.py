@@ -16,19 +16,23 @@ server's routes, a `forget`), so the index can never drift from the memories.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
+import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict, cast
 
 import psycopg
-from langgraph.store.base import PutOp, SearchItem
+from langgraph.store.base import BaseStore, Op, PutOp, Result, SearchItem
 from langgraph.store.postgres import AsyncPostgresStore
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
+from memory_agent.errors import ConfigurationError, DatabaseUnavailableError, StorageRefusedError
 from memory_agent.memory.lexical import K1, B
 from memory_agent.memory.records import with_terms
 from memory_agent.migrations import apply_migrations
@@ -49,6 +53,16 @@ COUNT_VECTORS = "SELECT count(*) AS n FROM store_vectors"
 DELETE_VECTORS = "DELETE FROM store_vectors"
 # Dimensions are an integer checked in Python; only that is ever formatted into this statement.
 ALTER_VECTOR_DIMS = "ALTER TABLE store_vectors ALTER COLUMN embedding TYPE vector({dims})"
+SELECT_NAMESPACE_PAGE = """
+SELECT key, value, created_at, updated_at FROM store
+WHERE prefix = %s AND key > %s AND value @> %s
+  AND (expires_at IS NULL OR expires_at > now())
+ORDER BY key
+LIMIT %s
+"""
+"""One page of a namespace's items, by key: complete however many items share a timestamp
+(the store's own search pages by offset over `updated_at`, and the items of one write
+transaction all have the same one)."""
 SELECT_STORE_PAGE = """
 SELECT prefix, key, value FROM store
 WHERE (prefix, key) > (%s, %s)
@@ -97,6 +111,19 @@ the database)."""
 EMBEDDER_SETTING = "embeddings"
 _PAGE = 500
 
+MAX_BATCH_OPS = 2_000
+"""Most operations in one store batch. A write binds 4 to 6 parameters and its vector 4 more,
+so a batch stays far under PostgreSQL's 65,535 bind parameters per statement, however many
+sentences a turn holds."""
+
+LOCK_SUBJECTS = "SELECT count(pg_advisory_xact_lock(k)) AS n FROM unnest(%s::bigint[]) AS k"
+"""Transaction-scoped advisory locks, taken in the order given (sorted: no deadlock)."""
+
+_OUTAGE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+"""SQLSTATE classes of a database that failed or went away (connection, rollback for a
+conflict, resources, lock not available, operator intervention, system, internal) rather than
+of data it refused."""
+
 
 class EmbedderRecord(TypedDict):
     """Which embedder made the stored vectors."""
@@ -124,6 +151,94 @@ async def _connection(store: AsyncPostgresStore) -> AsyncIterator[psycopg.AsyncC
     else:
         async with store.lock:
             yield cast(psycopg.AsyncConnection[Any], conn)
+
+
+def is_outage(exc: psycopg.Error) -> bool:
+    """Whether `exc` is PostgreSQL failing (down, restarting, out of resources, a conflict worth
+    another attempt) rather than refusing what was sent (bad data, a limit, a schema error).
+
+    An error without an SQLSTATE comes from the client (a lost connection): an outage.
+    """
+    state = exc.sqlstate
+    return state is None or state[:2] in _OUTAGE_CLASSES
+
+
+def refused(exc: psycopg.Error, what: str) -> StorageRefusedError:
+    """The error that says PostgreSQL refused `what` (see `is_outage`)."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StorageRefusedError(
+        f"PostgreSQL refused to store {what}: {detail} (SQLSTATE {exc.sqlstate or 'none'}). "
+        "The database is up; nothing of this turn was stored and the thread is unchanged."
+    )
+
+
+@asynccontextmanager
+async def transaction(store: AsyncPostgresStore) -> AsyncIterator[AsyncPostgresStore]:
+    """`store` bound to one connection inside one transaction for the block: every batch run
+    through it commits together at the end, or not at all.
+
+    The bound copy shares the store's configuration (embedder, TTL) and runs its batches on
+    the block's connection, so reads in the block see its own writes and the advisory locks of
+    `lock_subjects` hold until the commit. It is for one task's sequential calls: its lock is a
+    no-op, as upstream's is per call on a pool (the store's exact search nests a batch inside
+    its cursor, which a real lock on one connection would deadlock).
+    """
+    async with _connection(store) as conn, conn.transaction():
+        bound = copy.copy(store)
+        bound.conn = conn
+        bound.pipe = None
+        bound.lock = contextlib.nullcontext()  # type: ignore[assignment]
+        # Its own (idle) queue for `aget`/`asearch`: the store's batching task is the store's,
+        # and a copy sharing it would cancel it when garbage-collected.
+        bound._aqueue = asyncio.Queue()
+        bound._task = None
+        yield bound
+
+
+def subject_lock(namespace: tuple[str, ...], key: str) -> int:
+    """The advisory-lock key of one stored subject (a stable 64-bit hash; two subjects may share
+    one, which only serialises two unrelated writes)."""
+    raw = "memory_agent:subject:" + ".".join(namespace) + "\x00" + key
+    digest = hashlib.blake2b(raw.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_subjects(bound: AsyncPostgresStore, keys: Iterable[int]) -> None:
+    """Take transaction-scoped advisory locks on `keys` (see `transaction`): two writers of one
+    subject then read and write it one after the other."""
+    ordered = sorted(set(keys))
+    if ordered:
+        conn = cast(psycopg.AsyncConnection[Any], bound.conn)
+        await conn.execute(LOCK_SUBJECTS, (ordered,))
+
+
+async def batched(store: BaseStore, ops: Sequence[Op]) -> list[Result]:
+    """`store.abatch(ops)` in batches of at most `MAX_BATCH_OPS` (see there)."""
+    results: list[Result] = []
+    for start in range(0, len(ops), MAX_BATCH_OPS):
+        results.extend(await store.abatch(ops[start : start + MAX_BATCH_OPS]))
+    return results
+
+
+async def namespace_items(
+    store: AsyncPostgresStore, namespace: tuple[str, ...], filter: dict[str, Any] | None = None
+) -> list[SearchItem]:
+    """Every current item of one namespace whose value contains `filter`, by key."""
+    prefix = ".".join(namespace)
+    items: list[SearchItem] = []
+    last = ""
+    while True:
+        async with _connection(store) as conn:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(SELECT_NAMESPACE_PAGE, (prefix, last, Jsonb(filter or {}), _PAGE))
+                rows = await cur.fetchall()
+        items.extend(
+            SearchItem(namespace, r["key"], r["value"], r["created_at"], r["updated_at"])
+            for r in rows
+        )
+        if len(rows) < _PAGE:
+            return items
+        last = rows[-1]["key"]
 
 
 async def lexical_search(

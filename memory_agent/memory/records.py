@@ -5,8 +5,9 @@ Four kinds live under a user's namespaces (see `namespaces`):
   sentence of a message (a short sentence joins the next), with who said it, when, in which
   thread, and the message id: nothing the user told is unreachable, even when no fact was
   extracted from it. A sentence is what a question usually needs: on LoCoMo, sentence episodes
-  halved the words recall returns and found more than whole messages. Keyed by (thread,
-  message, sentence), so a retried write rewrites the same records.
+  halved the words recall returns and found more than whole messages. Keyed by the message's
+  source (thread, day, words; see `message_source`) and sentence, and never rewritten: a
+  retried write, or a message re-sent after its turn failed, leaves them as they are.
 - `fact`, `preference`, `entity`: knowledge distilled from what was said, one current record
   per subject (keyed by the subject). A newer statement about the same subject supersedes the
   current record, which moves to the `history` namespace with `valid_to` and `superseded_by`.
@@ -41,7 +42,7 @@ CONTEXT_CHARS = 400
 MIN_SENTENCE_WORDS = 6
 """A sentence shorter than this ("Hey Mel!") joins the next one in an episode."""
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-INTERNAL_FIELDS = frozenset({"scope", "terms", "length", "context"})
+INTERNAL_FIELDS = frozenset({"scope", "terms", "length", "context", "sources"})
 """Fields of a stored value that are for search only (not shown by the management API)."""
 
 
@@ -86,11 +87,20 @@ def subject_key(subject: str) -> str:
     return hashlib.sha256(subject.encode("utf-8")).hexdigest()[:24]
 
 
-def episode_key(thread_id: str | None, message_id: str, part: int = 0) -> str:
-    """The store key of an episode: stable for its (thread, message, sentence)."""
-    raw = f"{thread_id or ''}\x00{message_id}"
-    key = "ep-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
-    return key if part == 0 else f"{key}-{part}"
+def message_source(thread_id: str | None, day: str, text: str) -> str:
+    """What identifies a message to memory: its thread, the day it was said and its words.
+
+    Not its id: a client that re-sends a message after its turn failed sends a new id, and
+    the re-sent message must find what its failed attempt already wrote (the same words said
+    again on another day are a new message).
+    """
+    raw = f"{thread_id or ''}\x00{day}\x00{text}"
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
+
+
+def episode_key(source: str, part: int = 0) -> str:
+    """The store key of an episode: stable for its message's source and its sentence."""
+    return f"ep-{source}" if part == 0 else f"ep-{source}-{part}"
 
 
 def is_episode_key(key: str) -> bool:

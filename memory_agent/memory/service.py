@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
+import psycopg
 from langgraph.store.base import BaseStore, GetOp, Item, Op, PutOp, Result, SearchItem, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
 
@@ -53,6 +54,7 @@ from memory_agent.memory.records import (
     MemoryKind,
     episode_key,
     episode_value,
+    message_source,
     public,
     sentences,
     subject_key,
@@ -103,6 +105,38 @@ class ConversationFields:
     message_count: int
     created_at: str | None = None
     """ISO-8601 time of the thread's first turn (None: keep the stored one, else now)."""
+
+
+class _TurnPlan:
+    """What `save_turn` was asked to write, with what follows from it before any I/O."""
+
+    def __init__(
+        self,
+        user_id: str,
+        thread_id: str | None,
+        conversation: ConversationFields | None,
+        drafts: Sequence[MemoryDraft],
+        message_ids: Sequence[str],
+        episodes: Sequence[EpisodeDraft],
+        when: str | datetime | None,
+    ) -> None:
+        self.user_id = user_id
+        self.thread_id = thread_id
+        self.conversation = conversation
+        self.drafts = list(drafts)
+        self.message_ids = list(message_ids)
+        self.episodes = list(episodes)
+        self.said = parse_when(when)
+        self.targets: list[tuple[tuple[str, ...], str]] = [
+            (user_namespace(user_id, _KIND_NAMESPACE[d["kind"]]), memory_key(d["subject"]))
+            for d in self.drafts
+        ]
+        """Where each draft's subject is stored."""
+        self.sources = {
+            ep["message_id"]: message_source(thread_id, day(self.said), ep["text"])
+            for ep in self.episodes
+        }
+        """The source (see `records.message_source`) of each message of the turn, by id."""
 
 
 class ForgetReceipt(TypedDict):
@@ -231,8 +265,8 @@ class MemoryService:
         """Keep messages word for word, one episode per sentence, relative dates resolved as
         of `when` (default: now). Returns the keys written.
 
-        Keyed by (thread, message, sentence): writing the same message again rewrites the same
-        records with the same content.
+        Keyed by (thread, day, the message's words, sentence) and never rewritten: writing the
+        same message again (a retry, or a re-send under a new id) changes nothing.
         """
         _, written = await self.save_turn(
             user_id, thread_id, None, [], episodes=episodes, when=when
@@ -268,21 +302,30 @@ class MemoryService:
         episodes: Sequence[EpisodeDraft] = (),
         when: str | datetime | None = None,
     ) -> tuple[Conversation | None, list[str]]:
-        """Write what one turn leaves behind, in one batched read and one batched write.
+        """Write what one turn leaves behind: one read, one write, one transaction.
 
-        - Each episode (a sentence of what was said) is written under its own key.
+        - Each episode (a sentence of what was said) is written under its own key, derived
+          from the message's source (thread, day, words; `records.message_source`), once: a
+          message re-sent after its turn failed finds its episodes there and changes nothing.
         - A draft about a subject not seen before is created, unless a current memory of the
           same kind already says the same thing (then that one is updated); a draft that says
-          what its subject's memory says adds its provenance and a mention (a retry writes
-          nothing); a draft that says something else supersedes it: the old version moves to
-          `history` with `valid_to` and `superseded_by` (two drafts about one subject in one
-          turn: the last one stands, with no history between them).
+          what its subject's memory says adds its provenance and a mention (once per source:
+          a retry or a re-send writes nothing); a draft that says something else supersedes
+          it: the old version moves to `history` with `valid_to` and `superseded_by` (two
+          drafts about one subject in one turn: the last one stands, with no history between
+          them).
         - The thread's record is written unless it would change only in its `updated_at`.
 
-        The records the turn may change are read in one round trip (skipped when there are no
-        drafts and the record's `created_at` is known: every turn changes its message count,
-        and a read per turn to spare a write only on a retry costs more than it saves);
-        everything is written in one more.
+        The records the turn may change (its subjects, its episodes, the thread's record when
+        its `created_at` is unknown or there are drafts) are read in one round trip and
+        everything is written in one more, in batches of `pg.MAX_BATCH_OPS`. On PostgreSQL
+        this all runs in one transaction that first takes an advisory lock per subject, so two
+        turns writing one subject serialise (each version is kept, in order), and the turn's
+        writes commit together or not at all.
+
+        Raises:
+            StorageRefusedError: PostgreSQL refused the write (bad data, a limit; not an
+                outage); nothing was stored. An outage propagates as psycopg's error.
 
         Args:
             user_id: whose memory.
@@ -299,19 +342,34 @@ class MemoryService:
         """
         if conversation is not None and not thread_id:
             raise InvalidInputError("a conversation needs a thread id")
-        said = parse_when(when)
-        said_at, now = said.isoformat(), now_iso()
         drafts = [d for d in drafts if d["text"].strip() and d["subject"].strip()]
-        targets: list[tuple[tuple[str, ...], str]] = [
-            (user_namespace(user_id, _KIND_NAMESPACE[d["kind"]]), memory_key(d["subject"]))
-            for d in drafts
-        ]
+        plan = _TurnPlan(user_id, thread_id, conversation, drafts, message_ids, episodes, when)
+        if not isinstance(self.store, AsyncPostgresStore):
+            return await self._write_turn(self.store, plan)
+        try:
+            async with pg.transaction(self.store) as bound:
+                await pg.lock_subjects(bound, (pg.subject_lock(*t) for t in plan.targets))
+                return await self._write_turn(bound, plan)
+        except psycopg.Error as exc:
+            if pg.is_outage(exc):
+                raise
+            raise pg.refused(exc, "this turn's memories") from exc
+
+    async def _write_turn(
+        self, store: BaseStore, plan: _TurnPlan
+    ) -> tuple[Conversation | None, list[str]]:
+        """`save_turn` on `store` (on PostgreSQL, bound to the turn's transaction)."""
+        user_id, thread_id, conversation = plan.user_id, plan.thread_id, plan.conversation
+        said, now = plan.said, now_iso()
+        said_at = said.isoformat()
         record_at = (user_namespace(user_id, "conversations"), str(thread_id))
         with_record = conversation is not None
-        read = list(targets)
-        if with_record and (drafts or conversation is None or conversation.created_at is None):
+        episode_ns = user_namespace(user_id, "episodes")
+        new_episodes = _episode_values(thread_id, plan.episodes, said, now)
+        read = [*plan.targets, *((episode_ns, key) for key in new_episodes)]
+        if with_record and (plan.drafts or conversation is None or conversation.created_at is None):
             read.append(record_at)
-        found = await self.store.abatch([GetOp(ns, key) for ns, key in read]) if read else []
+        found = await pg.batched(store, [GetOp(ns, key) for ns, key in read]) if read else []
         stored = {
             (ns, key): item.value
             for (ns, key), item in zip(read, found, strict=True)
@@ -320,32 +378,36 @@ class MemoryService:
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         fresh: set[tuple[tuple[str, ...], str]] = set()
         written: list[str] = []
-        for draft, (ns, key) in zip(drafts, targets, strict=True):
-            ids = list(draft.get("message_ids") or message_ids)
+        for draft, (ns, key) in zip(plan.drafts, plan.targets, strict=True):
+            ids = list(draft.get("message_ids") or plan.message_ids)
+            sources = [plan.sources.get(i, i) for i in ids]
             target = (ns, key)
             pending = puts.get(target)
             current = dict(pending.value or {}) if pending is not None else stored.get(target)
             if current is None:
-                twin = await self._same_memory_elsewhere(ns, draft)
+                twin = await _same_memory_elsewhere(store, ns, draft)
                 if twin is not None:
                     target, current = (twin.namespace, twin.key), twin.value
             if current is None or target in fresh:
-                value = _version(draft, target[1], 1, thread_id, ids, said_at, None)
+                value = _version(draft, target[1], 1, thread_id, ids, sources, said_at, None)
                 fresh.add(target)
             elif _same_meaning(str(current.get("text", "")), draft["text"]):
-                merged = _merge_provenance(current, draft, ids)
+                merged = _merge_provenance(current, draft, ids, sources)
                 if merged is None:
                     continue
                 value = merged
             else:
-                old, value = _supersede(user_id, target[1], current, draft, thread_id, ids, said_at)
+                old, value = _supersede(
+                    user_id, target[1], current, draft, thread_id, ids, sources, said_at
+                )
                 puts[(old.namespace, old.key)] = old
             puts[target] = PutOp(target[0], target[1], value)
             written.append(target[1])
-        episode_ns = user_namespace(user_id, "episodes")
-        for key, value in _episode_values(thread_id, episodes, said, now).items():
-            puts[(episode_ns, key)] = PutOp(episode_ns, key, value)
-            written.append(key)
+        for key, value in new_episodes.items():
+            # Never rewritten: a re-sent message leaves what its failed attempt wrote.
+            if (episode_ns, key) not in stored:
+                puts[(episode_ns, key)] = PutOp(episode_ns, key, value)
+                written.append(key)
         record: Conversation | None = None
         if with_record and conversation is not None:
             old_record = stored.get(record_at)
@@ -373,21 +435,10 @@ class MemoryService:
                 # every turn.
                 puts[record_at] = PutOp(record_at[0], record_at[1], value, index=False)
         if puts:
-            await self.store.abatch(list(puts.values()))
+            # In one order whoever writes: two transactions of one user then take the rows
+            # (and the BM25 statistics rows their trigger updates) in the same order.
+            await pg.batched(store, [puts[k] for k in sorted(puts)])
         return record, list(dict.fromkeys(written))
-
-    async def _same_memory_elsewhere(
-        self, ns: tuple[str, ...], draft: MemoryDraft
-    ) -> SearchItem | None:
-        """A current memory of the draft's kind, under another subject, saying the same."""
-        found = await self.store.asearch(ns, query=draft["text"], limit=3)
-        new = set(analyze(draft["text"]))
-        for item in found:
-            old = str(item.value.get("text", ""))
-            # Across subjects only a near-identical statement counts as the same memory.
-            if _same_meaning(old, draft["text"]) and jaccard(analyze(old), new) >= SAME_MEANING:
-                return item
-        return None
 
     # --- reading and managing memories ---------------------------------------------------
 
@@ -449,7 +500,14 @@ class MemoryService:
             return public(key, value)
         draft: MemoryDraft = {"kind": value["kind"], "subject": str(value["subject"]), "text": text}
         old, new = _supersede(
-            user_id, key, value, draft, value.get("thread_id"), [], parse_when(None).isoformat()
+            user_id,
+            key,
+            value,
+            draft,
+            value.get("thread_id"),
+            [],
+            [],
+            parse_when(None).isoformat(),
         )
         new["source"] = "edit"
         await self.store.abatch([old, PutOp(found.namespace, key, new)])
@@ -475,7 +533,7 @@ class MemoryService:
             ops.append(PutOp(current.namespace, current.key, None))
         if found.namespace[-1] == "history":
             ops.append(PutOp(found.namespace, found.key, None))
-        await self.store.abatch(ops)
+        await pg.batched(self.store, ops)
         return True
 
     async def audit(self, user_id: str) -> AuditReport:
@@ -659,7 +717,7 @@ class MemoryService:
             if kind == "conversations":
                 threads = [i.key for i in items]
             if items:
-                await self.store.abatch([PutOp(ns, i.key, None) for i in items])
+                await pg.batched(self.store, [PutOp(ns, i.key, None) for i in items])
             deleted[kind] = len(items)
         return {"user_id": user_id, "deleted": deleted, "threads": threads}
 
@@ -684,6 +742,8 @@ class MemoryService:
     async def _all(
         self, ns: tuple[str, ...], filter: dict[str, Any] | None = None
     ) -> list[SearchItem]:
+        if isinstance(self.store, AsyncPostgresStore):
+            return await pg.namespace_items(self.store, ns, filter)
         items: list[SearchItem] = []
         while True:
             page = await self.store.asearch(ns, filter=filter, limit=_PAGE, offset=len(items))
@@ -692,15 +752,31 @@ class MemoryService:
                 return items
 
 
+async def _same_memory_elsewhere(
+    store: BaseStore, ns: tuple[str, ...], draft: MemoryDraft
+) -> SearchItem | None:
+    """A current memory of the draft's kind, under another subject, saying the same."""
+    (result,) = await store.abatch([SearchOp(ns, query=draft["text"], limit=3)])
+    found = cast(list[SearchItem], result)
+    new = set(analyze(draft["text"]))
+    for item in found:
+        old = str(item.value.get("text", ""))
+        # Across subjects only a near-identical statement counts as the same memory.
+        if _same_meaning(old, draft["text"]) and jaccard(analyze(old), new) >= SAME_MEANING:
+            return item
+    return None
+
+
 def _episode_values(
     thread_id: str | None, episodes: Sequence[EpisodeDraft], said: datetime, now: str
 ) -> dict[str, dict[str, Any]]:
-    """The stored episodes of some messages: one per sentence, keyed (thread, message, part)."""
+    """The stored episodes of some messages: one per sentence, keyed (source, part)."""
     values: dict[str, dict[str, Any]] = {}
     for ep in episodes:
+        source = message_source(thread_id, day(said), ep["text"])
         parts = sentences(resolve_dates(ep["text"], said))
         for i, part in enumerate(parts):
-            values[episode_key(thread_id, ep["message_id"], i)] = episode_value(
+            values[episode_key(source, i)] = episode_value(
                 text=part,
                 speaker=ep["speaker"],
                 said_at=said.isoformat(),
@@ -734,6 +810,7 @@ def _version(
     version: int,
     thread_id: str | None,
     message_ids: list[str],
+    sources: list[str],
     said_at: str,
     supersedes: str | None,
 ) -> dict[str, Any]:
@@ -749,6 +826,7 @@ def _version(
             "supersedes": supersedes,
             "thread_id": thread_id,
             "message_ids": message_ids[-_MAX_PROVENANCE:],
+            "sources": sources[-_MAX_PROVENANCE:],
             "said_at": said_at,
             "mentions": 1,
             "importance": 1.0,
@@ -765,6 +843,7 @@ def _supersede(
     draft: MemoryDraft,
     thread_id: str | None,
     message_ids: list[str],
+    sources: list[str],
     said_at: str,
 ) -> tuple[PutOp, dict[str, Any]]:
     """The write that moves `current` to history, and the new current version."""
@@ -777,25 +856,32 @@ def _supersede(
         "superseded_by": version_id(key, version + 1),
     }
     new = _version(
-        draft, key, version + 1, thread_id, message_ids, said_at, version_id(key, version)
+        draft, key, version + 1, thread_id, message_ids, sources, said_at, version_id(key, version)
     )
     return PutOp(user_namespace(user_id, "history"), version_id(key, version), old), new
 
 
 def _merge_provenance(
-    current: dict[str, Any], draft: MemoryDraft, ids: list[str]
+    current: dict[str, Any], draft: MemoryDraft, ids: list[str], sources: list[str]
 ) -> dict[str, Any] | None:
-    """`current` restated by `draft`: more provenance, the fuller text; None if nothing new."""
+    """`current` restated by `draft`: more provenance, the fuller text; None if nothing new.
+
+    A mention counts once per source (thread, day, words): a message re-sent after its turn
+    failed, with a new id, is not a new mention.
+    """
     known = list(current.get("message_ids") or [])
-    new_ids = [i for i in ids if i not in known]
+    known_sources = list(current.get("sources") or known)
+    new_sources = [s for s in dict.fromkeys(sources) if s not in known_sources]
+    new_ids = [i for i in ids if i not in known] if new_sources else []
     old_terms, new_terms = set(analyze(str(current["text"]))), set(analyze(draft["text"]))
     fuller = new_terms > old_terms
-    if not new_ids and not fuller:
+    if not new_sources and not fuller:
         return None
     merged = {
         **current,
         "message_ids": (known + new_ids)[-_MAX_PROVENANCE:],
-        "mentions": int(current.get("mentions", 1)) + (1 if new_ids else 0),
+        "sources": (known_sources + new_sources)[-_MAX_PROVENANCE:],
+        "mentions": int(current.get("mentions", 1)) + (1 if new_sources else 0),
         "updated_at": now_iso(),
     }
     if fuller:

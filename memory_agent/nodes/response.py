@@ -15,7 +15,7 @@ from langgraph.types import Command
 
 from memory_agent.analysis import turn_entry
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
-from memory_agent.errors import MemoryAgentError, ModelError
+from memory_agent.errors import MemoryAgentError, ModelError, StorageRefusedError
 from memory_agent.events import emit
 from memory_agent.identity import acting_user
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
@@ -70,7 +70,10 @@ async def response(
             summary_model, summary, overflow, ctx.summary_chars, fallbacks=fallbacks
         )
     message_count = state.get("message_count", 0) + len(state.get("turn_messages", [])) + 1
-    saved = await _persist(state, runtime, ctx, window, summary, message_count, fallbacks)
+    try:
+        saved = await _persist(state, runtime, ctx, window, summary, message_count, fallbacks)
+    except StorageRefusedError as exc:
+        return roll_back(state, exc)  # nothing was stored, and a resume would fail the same way
     for fallback in fallbacks:
         emit(runtime.stream_writer, "model_fallback", **fallback)
     done: TurnSaved = {

@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from langgraph.store.base import Op, PutOp, Result
-
-from memory_agent import AgentContext, open_agent
-from memory_agent import persistence as persistence_module
-from memory_agent.persistence import ExactSearchStore
+from memory_agent import AgentContext, MemoryService, open_agent
 from tests.models import HookModel
 
 
@@ -30,17 +25,16 @@ async def main(url: str, thread: str, user: str, text: str, marker: Path, point:
         marker.write_text(point)
         await asyncio.sleep(3600)
 
-    class HangingStore(ExactSearchStore):
-        async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-            ops = list(ops)
-            results = await super().abatch(ops)
-            if point == "persist" and any(
-                isinstance(op, PutOp) and op.namespace[-1] == "conversations" for op in ops
-            ):
-                await hang()
-            return results
+    save_turn = MemoryService.save_turn
 
-    persistence_module.ExactSearchStore = HangingStore  # type: ignore[misc]
+    async def save_and_hang(self: MemoryService, *args: Any, **kwargs: Any) -> Any:
+        # After the turn's write transaction (memories and conversation record) committed.
+        saved = await save_turn(self, *args, **kwargs)
+        if point == "persist" and saved[0] is not None:
+            await hang()
+        return saved
+
+    MemoryService.save_turn = save_and_hang  # type: ignore[method-assign]
     model = HookModel()
     async with open_agent(url) as agent:
 

@@ -7,22 +7,20 @@ while the agent (and its pool) stays open.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from langgraph.store.base import Op, PutOp, Result
 
 from memory_agent import (
     AgentContext,
     DatabaseUnavailableError,
     GuardedAgent,
+    MemoryService,
     open_agent,
     resume_turn,
 )
-from memory_agent import persistence as persistence_module
-from memory_agent.persistence import ExactSearchStore
 from tests.models import HookModel
 from tests.pg import StoppableServer, fresh_database
 
@@ -55,22 +53,21 @@ def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql, params).fetchall())
 
 
-class StopAfterTurnWrites(ExactSearchStore):
-    """The store, which stops PostgreSQL (once armed) right after a turn's writes (memories and
-    conversation record) are committed: the response node's checkpoint then cannot be."""
+class StopAfterTurnWrites:
+    """Stops PostgreSQL (once armed) right after a turn's writes (memories and conversation
+    record) are committed: the response node's checkpoint then cannot be."""
 
     stop: Any = None
+    save_turn = MemoryService.save_turn
 
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        ops = list(ops)
-        results = await super().abatch(ops)
-        stop = type(self).stop
-        if stop is not None and any(
-            isinstance(op, PutOp) and op.namespace[-1] == "conversations" for op in ops
-        ):
-            type(self).stop = None
+    @staticmethod
+    async def save_turn_then_stop(service: MemoryService, *args: Any, **kwargs: Any) -> Any:
+        saved = await StopAfterTurnWrites.save_turn(service, *args, **kwargs)
+        stop = StopAfterTurnWrites.stop
+        if stop is not None and saved[0] is not None:
+            StopAfterTurnWrites.stop = None
             await stop()
-        return results
+        return saved
 
 
 async def wait_for_planning_checkpoint(agent: GuardedAgent, thread: str) -> None:
@@ -89,7 +86,7 @@ async def test_database_stopped_mid_turn_then_the_thread_resumes(
     fault_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(persistence_module, "ExactSearchStore", StopAfterTurnWrites)
+    monkeypatch.setattr(MemoryService, "save_turn", StopAfterTurnWrites.save_turn_then_stop)
     thread = f"fault-{point}"
     model = HookModel()
     ctx = AgentContext(model=model)
