@@ -40,11 +40,13 @@ from memory_agent.errors import (
     ConfigurationError,
     DatabaseUnavailableError,
     InvalidInputError,
+    StorageRefusedError,
     ThreadOwnershipError,
 )
 from memory_agent.graph import Agent
 from memory_agent.identity import authenticated_user, claimed_user, not_theirs
 from memory_agent.locks import ThreadLocks
+from memory_agent.memory.pg import is_outage
 from memory_agent.models import check_models
 from memory_agent.secrets import refuse_secret_keys
 from memory_agent.validation import thread_id_from, validate_messages, validate_turn
@@ -176,6 +178,12 @@ class GuardedAgent(Agent):
                 async for part in super().astream(turn, config, context=ctx, **kwargs):
                     yield part
         except psycopg.Error as exc:
+            if not is_outage(exc):
+                raise StorageRefusedError(
+                    f"{guard.database} refused an operation of the turn on thread "
+                    f"{thread_id!r}: {_cause(exc)} (SQLSTATE {exc.sqlstate}). The database is "
+                    "up; the thread keeps its last checkpoint."
+                ) from exc
             raise DatabaseUnavailableError(
                 f"{guard.database} failed during a turn on thread {thread_id!r}: "
                 f"{_cause(exc)}. The thread keeps its last checkpoint: once the database is "

@@ -38,6 +38,7 @@ from memory_agent.errors import (
     InvalidInputError,
     MemoryAgentError,
     ModelError,
+    StorageRefusedError,
     ThreadBusyError,
     ThreadOwnershipError,
 )
@@ -240,6 +241,7 @@ async def thread_taken(thread_id: str, user_id: str) -> str | None:
 
 _STATUS: tuple[tuple[type[MemoryAgentError], int], ...] = (
     (InvalidInputError, 422),
+    (StorageRefusedError, 422),
     (ConfigurationError, 400),
     (ThreadOwnershipError, 403),
     (ThreadBusyError, 409),
