@@ -16,6 +16,7 @@ from memory_agent import (
     AgentContext,
     DatabaseUnavailableError,
     GuardedAgent,
+    ModelError,
     ThreadBusyError,
     forget_user,
     memories,
@@ -75,7 +76,7 @@ async def test_forget_user_deletes_everything_of_theirs_in_one_transaction(
     async def boom() -> None:
         raise RuntimeError("model down")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ModelError, match="model down"):
         await say(agent, "ann", "a3", "My secret plan.", model=HookModel(hook=boom))
     await say(agent, "bob", "b1", "My name is Bob.")
     bob_before = table_counts(database_url, ["b1"], "users.bob.")
