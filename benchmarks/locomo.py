@@ -10,6 +10,7 @@ one answering it, dated by the session's date. Each question then goes through
     python benchmarks/locomo.py --data ../shared/data/locomo/locomo-dev.json [--embedder NAME]
         [--k 5,10] [--database URL] [--weights lexical=1,semantic=0.1] [--ablations]
         [--baseline] [--context BEFORE,AFTER,MESSAGE] [--whole-messages]
+        [--conversations conv-26,conv-30] [--dump misses.json]
 
 Prints one JSON object: `overall` (categories 1-4) and `by_category` ("1".."5") with
 recall@k, hit@k and words@k, `ingest_ms_per_turn`, `recall_p50_ms`, `recall_p95_ms` (query
@@ -202,9 +203,15 @@ class Scores:
 
 
 async def ask_all(
-    service: MemoryService, conversations: list[Conversation], ks: list[int]
+    service: MemoryService,
+    conversations: list[Conversation],
+    ks: list[int],
+    dump: list[dict[str, Any]] | None = None,
 ) -> tuple[Scores, list[float]]:
-    """Every question through `MemoryService.recall`; the scores and each call's latency."""
+    """Every question through `MemoryService.recall`; the scores and each call's latency.
+
+    With `dump`, each question's evidence and ranked memories are appended to it.
+    """
     scores = Scores(ks)
     budget = {"conversations": 0, "memories": max(ks)}
     latencies: list[float] = []
@@ -217,6 +224,20 @@ async def ask_all(
             records = await service.recall(conv.sample_id, q.text, budget)  # type: ignore[arg-type]
             latencies.append((time.perf_counter() - started) * 1000)
             scores.add(q, [(_covered([r]), len(r["text"].split())) for r in records])
+            if dump is not None:
+                turns = {t.dia_id: t.text for s in conv.sessions for t in s.turns}
+                dump.append(
+                    {
+                        "conversation": conv.sample_id,
+                        "question": q.text,
+                        "category": q.category,
+                        "evidence": {e: turns.get(e, "") for e in q.evidence},
+                        "found": sorted(_covered(records) & set(q.evidence)),
+                        "ranked": [
+                            {"ids": r.get("message_ids", []), "text": r["text"]} for r in records
+                        ],
+                    }
+                )
     return scores, latencies
 
 
@@ -250,6 +271,12 @@ ABLATIONS = {
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     ks = sorted({int(k) for k in args.k.split(",")})
     conversations = load(Path(args.data))
+    if args.conversations:
+        wanted = [c.strip() for c in args.conversations.split(",") if c.strip()]
+        unknown = sorted(set(wanted) - {c.sample_id for c in conversations})
+        if unknown:
+            raise SystemExit(f"no such conversation in {args.data}: {', '.join(unknown)}")
+        conversations = [c for c in conversations if c.sample_id in wanted]
     if args.limit:
         conversations = conversations[: args.limit]
     # Ablation knobs (module settings, so that the product's write path is still the one run).
@@ -277,7 +304,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for conv in conversations:
                 kinds = ("fact", "preference", "entity", "episode")
                 memories += len(await service.list_memories(conv.sample_id, kinds=kinds))
-            scores, latencies = await ask_all(service, conversations, ks)
+            dump: list[dict[str, Any]] | None = [] if args.dump else None
+            scores, latencies = await ask_all(service, conversations, ks, dump)
+            if args.dump:
+                Path(args.dump).write_text(json.dumps(dump, indent=1))
             result: dict[str, Any] = {
                 "overall": scores.overall(),
                 "by_category": scores.by_category(),
@@ -333,6 +363,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ablations", action="store_true", help="also rank with other weights")
     p.add_argument("--baseline", action="store_true", help="also score per-turn BM25")
     p.add_argument("--limit", type=int, help="only the first N conversations")
+    p.add_argument(
+        "--conversations",
+        help="only these sample ids, e.g. conv-26,conv-30 (a fit or a held-out half)",
+    )
+    p.add_argument("--dump", help="write every question's ranked memories to this JSON file")
     return p
 
 

@@ -156,8 +156,22 @@ async def deny_by_default(ctx: Auth.types.AuthContext, value: Any) -> bool:
 
 
 async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
-    """Stamp the caller as owner of threads they create; show them only threads they own."""
+    """Stamp the caller as owner of threads they create; show them only threads they own.
+
+    A thread id whose checkpoints are another user's (written by a program, or a server thread
+    whose record was lost) is never adopted: creating it answers 409.
+    """
     owner = ctx.user.identity
+    if ctx.action in ("create", "create_run") and isinstance(value, dict):
+        thread_id = value.get("thread_id")
+        if thread_id is not None:
+            from memory_agent.server import thread_taken
+
+            if problem := await thread_taken(str(thread_id), owner):
+                raise Auth.exceptions.HTTPException(
+                    status_code=409,
+                    detail=f"thread {thread_id} cannot be created: {problem} (use a new id)",
+                )
     if ctx.action in ("create", "create_run", "update") and isinstance(value, dict):
         metadata = value.get("metadata")
         if metadata is None:

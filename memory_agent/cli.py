@@ -65,7 +65,7 @@ async def _turn(
     config: RunnableConfig = {"configurable": {"thread_id": thread}}
     # A turn cut off by a crash or a database failure is finished first, so every question
     # keeps its answer right after it.
-    if await resume_turn(agent, config, context=ctx) is not None:
+    if await resume_turn(agent, config, context=ctx, user_id=user) is not None:
         print("  · finished the turn that was cut off on this thread", file=sys.stderr)
     turn: InputState = {"messages": [HumanMessage(text)], "user_id": user}
     answer: list[str] = []

@@ -25,14 +25,14 @@ can before anything is stored, the nodes refuse whatever still gets through.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_CHECKPOINT_NS, CONFIG_KEY_SEND
-from langgraph.types import StateSnapshot
+from langgraph.types import StateSnapshot, StateUpdate
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from memory_agent.context import AgentContext, client_context, resolve_context
@@ -43,7 +43,7 @@ from memory_agent.errors import (
     ThreadOwnershipError,
 )
 from memory_agent.graph import Agent
-from memory_agent.identity import authenticated_user, claimed_user, owner_problem
+from memory_agent.identity import authenticated_user, claimed_user, not_theirs
 from memory_agent.locks import ThreadLocks
 from memory_agent.models import check_models
 from memory_agent.secrets import refuse_secret_keys
@@ -118,6 +118,20 @@ class GuardedAgent(Agent):
                 _check_update(update)
         return await super().aupdate_state(config, values, as_node=as_node, task_id=task_id)
 
+    async def abulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        """`bulk_update_state` (the server's thread creation with `supersteps`), held to the
+        same rule as `update_state`."""
+        if self.boundary is not None and not _nested(config):
+            thread_id_from(config)
+            for superstep in supersteps:
+                for update in superstep:
+                    values = update.values
+                    for one in values if isinstance(values, list | tuple) else [values]:
+                        _check_update(one)
+        return await super().abulk_update_state(config, supersteps)
+
     async def astream(
         self,
         input: Any,
@@ -146,21 +160,19 @@ class GuardedAgent(Agent):
         try:
             async with guard.locks.hold(thread_id, user_id):
                 latest = await self._latest(thread_id)
+                # Before anything runs: the intruder's message never enters the thread's
+                # history, and nobody finishes (or learns the state of) another user's turn.
+                latest.check_owner(user_id)
                 if turn is None:
                     if not latest.cut_off:
                         raise InvalidInputError(
                             f"nothing to resume on thread {thread_id!r}: its last turn is "
                             "complete (or it has none); send a message instead"
                         )
-                    latest.check_owner(user_id)
-                else:
-                    if latest.cut_off:
-                        # Its input is committed: running the new turn first would drop it.
-                        logger.warning("thread %r: finishing the turn that was cut off", thread_id)
-                        await super().ainvoke(None, config, context=ctx)
-                        latest = await self._latest(thread_id)
-                    # Refused here, the intruder's message never enters the thread's history.
-                    latest.check_owner(user_id)
+                elif latest.cut_off:
+                    # Its input is committed: running the new turn first would drop it.
+                    logger.warning("thread %r: finishing the turn that was cut off", thread_id)
+                    await super().ainvoke(None, config, context=ctx)
                 async for part in super().astream(turn, config, context=ctx, **kwargs):
                     yield part
         except psycopg.Error as exc:
@@ -277,6 +289,7 @@ LATEST_CHECKPOINTS = """
 SELECT metadata ->> 'source' AS source,
        checkpoint -> 'channel_values' ->> 'status' AS status,
        checkpoint -> 'channel_values' ->> 'thread_owner' AS owner,
+       checkpoint -> 'channel_values' ->> 'user_id' AS claimed,
        coalesce((checkpoint -> 'channel_values' ->> 'turn_count')::int, 0) AS turns
 FROM checkpoints
 WHERE thread_id = %s AND checkpoint_ns = ''
@@ -295,6 +308,8 @@ class LatestTurn:
     cut_off: bool
     owner: str | None
     turns: int
+    claimed: str | None = None
+    """The `user_id` of the latest checkpoint (a first turn's input, before initialize)."""
 
     @classmethod
     def of(cls, rows: list[Any]) -> LatestTurn:
@@ -308,7 +323,7 @@ class LatestTurn:
         only when an input checkpoint is saved, so that one is still there to tell.
         """
         if not rows:
-            return cls(cut_off=False, owner=None, turns=0)
+            return cls(cut_off=False, owner=None, turns=0, claimed=None)
         latest = rows[0]
         after_input = len(rows) > 1 and rows[1]["source"] == "input"
         cut = (
@@ -316,11 +331,21 @@ class LatestTurn:
             or latest["status"] not in ("completed", "rejected")
             or after_input
         )
-        return cls(cut_off=cut, owner=latest["owner"], turns=int(latest["turns"]))
+        return cls(
+            cut_off=cut,
+            owner=latest["owner"],
+            turns=int(latest["turns"]),
+            claimed=latest["claimed"],
+        )
+
+    def problem_for(self, user_id: str | None) -> str | None:
+        """`identity.not_theirs` of the thread for `user_id`."""
+        values = {"thread_owner": self.owner, "turn_count": self.turns, "user_id": self.claimed}
+        return not_theirs(values, user_id)
 
     def check_owner(self, user_id: str | None) -> None:
-        """The ownership rule of the nodes (`identity`), applied before anything is written."""
-        if problem := owner_problem(self.owner, self.turns, user_id):
+        """`problem_for`, raised, before anything runs on the thread."""
+        if problem := self.problem_for(user_id):
             raise ThreadOwnershipError(problem)
 
 
@@ -336,14 +361,31 @@ async def cut_off(agent: Agent, config: RunnableConfig) -> bool:
     return bool(state.tasks) and not any(t.name == "reject" for t in state.tasks)
 
 
+_ANYONE: Any = object()
+
+
 async def resume_turn(
-    agent: Agent, config: RunnableConfig, *, context: AgentContext | None = None
+    agent: Agent,
+    config: RunnableConfig,
+    *,
+    context: AgentContext | None = None,
+    user_id: str | None = _ANYONE,
 ) -> dict[str, Any] | None:
     """Finish the thread's turn if one was cut off (crash, database failure); else do nothing.
 
     Returns the turn's output when one was resumed, None when there was nothing to resume. A
-    refused turn is not resumed (it already failed on purpose).
+    refused turn is not resumed (it already failed on purpose). With `user_id` (None: an
+    anonymous caller), a thread that is not theirs is refused before anything runs.
+
+    Raises:
+        ThreadOwnershipError: `user_id` was given and the thread is not theirs.
     """
+    if user_id is not _ANYONE:
+        if isinstance(agent, GuardedAgent) and agent.boundary is not None:
+            latest = await agent._latest(thread_id_from(config))
+            latest.check_owner(user_id)
+        elif problem := not_theirs((await agent.aget_state(config)).values, user_id):
+            raise ThreadOwnershipError(problem)
     if not await cut_off(agent, config):
         return None
     out: dict[str, Any] = await agent.ainvoke(None, config, context=context)

@@ -71,3 +71,21 @@ def acting_user(state: Mapping[str, Any], config: Mapping[str, Any] | None) -> s
     if problem:
         raise ThreadOwnershipError(problem)
     return user
+
+
+def not_theirs(values: Mapping[str, Any], user_id: str | None) -> str | None:
+    """Why a thread whose latest channel values are `values` is not `user_id`'s, if it is not.
+
+    Stricter than `owner_problem`, for what happens before a node runs (reading a thread,
+    finishing its cut-off turn): before a first turn has completed, the owner recorded by
+    `initialize` or the user the turn's input named counts too, so nobody else can read or
+    finish a first turn still in progress.
+    """
+    owner = values.get("thread_owner")
+    turns = int(values.get("turn_count") or 0)
+    if turns > 0:
+        return owner_problem(owner, turns, user_id)
+    claimed = owner if owner is not None else values.get("user_id")
+    if claimed is not None and claimed != user_id:
+        return "this thread belongs to another user"
+    return None

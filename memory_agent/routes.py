@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from memory_agent.auth import OWNER_KEY, TokenTable, bearer_token
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
+from memory_agent.guard import LATEST_CHECKPOINTS, LatestTurn
 from memory_agent.memory.extraction import DraftKind
 from memory_agent.memory.namespaces import validate_user_id
 from memory_agent.memory.service import MemoryService
@@ -140,6 +141,9 @@ async def _delete_memory(request: Request, deps: _Deps, user: str) -> Any:
 async def _forget(request: Request, deps: _Deps, user: str) -> Any:
     # The server's own records of the user's threads, found before their checkpoints go.
     on_server = await _server_threads(deps, user)
+    # A record the user holds over another user's checkpoints (created before those were
+    # written) is left alone: deleting it would delete them.
+    on_server = [t for t in on_server if not await _someone_elses(deps, t, user)]
     # A run of the user's still queued or going would write again after the receipt: stop them
     # first. A turn of a program or the CLI holds the user's lock, which forget waits for.
     for thread_id in on_server:
@@ -175,6 +179,12 @@ async def _server_threads(deps: _Deps, user: str) -> list[str]:
         if len(page) < _THREAD_PAGE:
             return found
         offset += _THREAD_PAGE
+
+
+async def _someone_elses(deps: _Deps, thread_id: str, user: str) -> bool:
+    async with deps.pool.connection() as conn:
+        cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
+        return LatestTurn.of(await cur.fetchall()).problem_for(user) is not None
 
 
 async def _stop_runs(deps: _Deps, thread_id: str) -> None:

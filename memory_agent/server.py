@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.types import StateUpdate
 from starlette.exceptions import HTTPException
 
 from memory_agent.checkpointer import BoundedPostgresSaver
@@ -37,8 +38,8 @@ from memory_agent.errors import (
     ThreadOwnershipError,
 )
 from memory_agent.graph import build_graph
-from memory_agent.guard import Guard, GuardedAgent, guard_agent
-from memory_agent.identity import authenticated_user
+from memory_agent.guard import LATEST_CHECKPOINTS, Guard, GuardedAgent, LatestTurn, guard_agent
+from memory_agent.identity import authenticated_user, not_theirs
 from memory_agent.memory.embeddings import resolve_embeddings
 from memory_agent.persistence import (
     ExactSearchStore,
@@ -113,19 +114,6 @@ def _request_user(config: RunnableConfig | None) -> str | None:
     return str(identity) if identity else None
 
 
-def foreign(values: Mapping[str, Any], user: str) -> bool:
-    """Whether a checkpoint's channel values show a thread that `user` does not own.
-
-    Owned: the recorded owner is `user`; before a first turn has recorded one, the turn's
-    claimed `user_id` is `user` or nobody. An anonymous thread with turns is not `user`'s.
-    """
-    owner = values.get("thread_owner")
-    if owner is not None or int(values.get("turn_count") or 0) > 0:
-        return bool(owner != user)
-    claimed = values.get("user_id")
-    return claimed is not None and claimed != user
-
-
 class ServerCheckpointer(BoundedPostgresSaver):
     """The server's checkpointer: our bounded saver, plus the one check every thread access of
     an authenticated server request passes (reads, history, runs, copies, deletions): the
@@ -143,8 +131,15 @@ class ServerCheckpointer(BoundedPostgresSaver):
 
     def _check(self, values: Mapping[str, Any], config: RunnableConfig) -> None:
         user = _request_user(config)
-        if user is not None and foreign(values, user):
+        if user is not None and not_theirs(values, user):
             raise ThreadOfAnotherUser((config.get("configurable") or {}).get("thread_id"))
+
+    async def not_theirs(self, thread_id: str, user_id: str) -> str | None:
+        """Why `thread_id`'s checkpoints are not `user_id`'s, if they are not (None: theirs,
+        or no checkpoints at all)."""
+        async with self.guard.pool.connection() as conn:
+            cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
+            return LatestTurn.of(await cur.fetchall()).problem_for(user_id)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         found = await super().aget_tuple(config)
@@ -186,17 +181,30 @@ async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
     url = await database_url()
     async with server_pool() as pool:
         locks = thread_locks(url)
-        saver = ServerCheckpointer(
-            pool, guard=Guard(locks=locks, database=describe(url), pool=pool)
-        )
+        guard = Guard(locks=locks, database=describe(url), pool=pool)
+        saver = ServerCheckpointer(pool, guard=guard)
         try:
             await saver.setup()
         except psycopg.Error as exc:
             raise DatabaseUnavailableError(f"checkpointer setup failed: {exc}") from exc
+        _RUNNING.append(saver)
         try:
             yield saver
         finally:
+            _RUNNING.remove(saver)
             await locks.close()
+
+
+_RUNNING: list[ServerCheckpointer] = []
+"""The checkpointer of the running server (the server enters `checkpointer()` once)."""
+
+
+async def thread_taken(thread_id: str, user_id: str) -> str | None:
+    """Why `user_id` may not adopt `thread_id` on this server (another user's checkpoints are
+    there), if so; None when it may, or when no server checkpointer runs (auth unit tests)."""
+    if not _RUNNING:
+        return None
+    return await _RUNNING[-1].not_theirs(thread_id, user_id)
 
 
 _STATUS: tuple[tuple[type[MemoryAgentError], int], ...] = (
@@ -260,6 +268,14 @@ class ServerAgent(GuardedAgent):
     ) -> RunnableConfig:
         try:
             return await super().aupdate_state(config, values, as_node=as_node, task_id=task_id)
+        except MemoryAgentError as exc:
+            raise http_error(exc) from exc
+
+    async def abulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        try:
+            return await super().abulk_update_state(config, supersteps)
         except MemoryAgentError as exc:
             raise http_error(exc) from exc
 

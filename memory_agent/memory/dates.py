@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from memory_agent.errors import InvalidInputError
 
@@ -154,3 +155,151 @@ def resolve_dates(text: str, when: datetime) -> str:
         return f"{match.group(0)} ({resolved})" if resolved else match.group(0)
 
     return _RELATIVE.sub(annotate, text)
+
+
+# --- dates as a signal of their own --------------------------------------------------------
+# A resolved date is written into a memory's text for the model to read, but as words it would
+# give every greeting of that day ("how are you today (2023-05-07)?") the date's tokens. So
+# recall keeps dates out of the lexical terms and matches them on their own: the days a query
+# names against the days a memory was said on or mentions.
+
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH = rf"(?P<month>{'|'.join(_MONTHS)}|{'|'.join(m[:3] for m in _MONTHS)})\.?"
+_DAY_OF_MONTH = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"(?P<year>(?:19|20)\d{2})"
+_ABSOLUTE = (
+    # 2023-05-07, optionally "week of" / "weekend of" one (as `resolve_dates` writes them).
+    r"(?P<span>(?:the )?week(?:end)? of )?"
+    r"(?P<iso>(?P<iyear>\d{4})-(?P<imonth>\d{2})-(?P<iday>\d{2}))",
+    # 7 May 2023, 7 May, 2023, the 7th of May 2023
+    rf"(?:the )?{_DAY_OF_MONTH} (?:of )?{_MONTH},? {_YEAR}",
+    # May 7, 2023 / May 7th 2023
+    rf"{_MONTH} {_DAY_OF_MONTH},? {_YEAR}",
+    # May 2023, spring 2023, winter 2022-2023
+    rf"{_MONTH},? {_YEAR}",
+    rf"(?P<season>spring|summer|fall|autumn) (?:of )?{_YEAR}",
+    r"winter (?P<wfrom>(?:19|20)\d{2})-(?P<wto>(?:19|20)\d{2})",
+    # a year alone
+    _YEAR,
+)
+_DATE_PATTERNS = [re.compile(rf"\b{p}\b", re.IGNORECASE) for p in _ABSOLUTE]
+_YEAR_DIGITS = re.compile(r"(?:19|20)\d\d")
+_REACH_BEFORE = 32
+"""How far before its year a date form can start ("the weekend of ", "the 21st of September ")."""
+_REACH_AFTER = 6
+"""How far after its year's digits it can end ("-05-07")."""
+
+DayRange = tuple[date, date]
+"""An inclusive range of days (one day: the same day twice)."""
+
+
+def _month_number(name: str) -> int:
+    return next(i for i, m in enumerate(_MONTHS, 1) if m.startswith(name.lower().rstrip(".")))
+
+
+def _month_range(year: int, month: int) -> DayRange:
+    return date(year, month, 1), _month(date(year, month, 1), 1) - timedelta(days=1)
+
+
+def _range(m: re.Match[str]) -> DayRange | None:
+    g = {k: v for k, v in m.groupdict().items() if v}
+    try:
+        if "iso" in g:
+            first = date(int(g["iyear"]), int(g["imonth"]), int(g["iday"]))
+            if "span" in g:
+                return first, first + timedelta(days=6 if "weekend" not in g["span"] else 1)
+            return first, first
+        if "wfrom" in g:
+            return date(int(g["wfrom"]), 12, 1), date(int(g["wto"]), 2, 28)
+        year = int(g["year"])
+        if "season" in g:
+            first_month, last_month = _SEASONS[g["season"].lower()]
+            return date(year, first_month, 1), _month_range(year, last_month)[1]
+        if "month" in g and "day" in g:
+            d = date(year, _month_number(g["month"]), int(g["day"]))
+            return d, d
+        if "month" in g:
+            return _month_range(year, _month_number(g["month"]))
+        return date(year, 1, 1), date(year, 12, 31)
+    except ValueError:  # 31 February and the like: not a date
+        return None
+
+
+def find_dates(text: str) -> tuple[list[DayRange], str]:
+    """The absolute dates `text` names (as day ranges), and `text` without them (the words a
+    lexical index should see: the dates `resolve_dates` added are among those removed).
+
+    >>> find_dates("What did she bake on 7 May, 2023?")
+    ([(datetime.date(2023, 5, 7), datetime.date(2023, 5, 7))], 'What did she bake on?')
+    """
+    # Every form names a year: only the stretch around the years is scanned (recall runs this
+    # over every candidate of a query that names a date).
+    years = list(_YEAR_DIGITS.finditer(text))
+    if not years:
+        return [], text
+    start = max(0, years[0].start() - _REACH_BEFORE)
+    end = min(len(text), years[-1].end() + _REACH_AFTER)
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    ranges: list[DayRange] = []
+
+    def take(m: re.Match[str]) -> str:
+        found = _range(m)
+        if found is None:
+            return m.group(0)
+        ranges.append(found)
+        return " "
+
+    middle = text[start:end]
+    for pattern in _DATE_PATTERNS:
+        middle = pattern.sub(take, middle)
+    if not ranges:
+        return [], text
+    rest = f"{text[:start]}{middle}{text[end:]}"
+    return ranges, " ".join(rest.split()).replace(" ?", "?")
+
+
+def query_dates(text: str, when: datetime | None = None) -> tuple[list[DayRange], str]:
+    """The days a query names (relative ones resolved as of `when`, default now) and the query
+    without them."""
+    resolved = resolve_dates(text, parse_when(when))
+    ranges, rest = find_dates(resolved)
+    return ranges, rest
+
+
+@lru_cache(maxsize=16_384)
+def _named_days(text: str) -> tuple[DayRange, ...]:
+    """The days a stored text names (recall asks again for the texts it ranks often)."""
+    return tuple(find_dates(text)[0])
+
+
+def memory_days(text: str, said_at: str | None) -> list[DayRange]:
+    """The days a memory is about: the day it was said on and the days its text names."""
+    ranges = list(_named_days(text))
+    if said_at:
+        try:
+            said = parse_when(said_at).date()
+        except InvalidInputError:
+            return ranges
+        ranges.append((said, said))
+    return ranges
+
+
+def overlaps(a: list[DayRange], b: list[DayRange]) -> bool:
+    """Whether any range of `a` meets any of `b`."""
+    return any(x0 <= y1 and y0 <= x1 for x0, x1 in a for y0, y1 in b)

@@ -21,6 +21,7 @@ import hashlib
 import re
 from typing import Any, Literal, NotRequired, TypedDict
 
+from memory_agent.memory.dates import find_dates
 from memory_agent.memory.lexical import (
     CONTEXT_AFTER,
     CONTEXT_BEFORE,
@@ -111,6 +112,22 @@ def sentences(text: str) -> list[str]:
     return parts
 
 
+QUESTION_FILLER_TERMS = 2
+"""A sentence before a question with fewer content words than this ("Wow!", "Hi Ann,") does not
+make the episode a statement."""
+
+
+def is_question(text: str) -> bool:
+    """Whether an utterance only asks ("Where do I live?", "Wow! Did you go?"): it tells
+    nothing, and its words would outrank the statement that answers it."""
+    if "?" not in text:
+        return False
+    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    if not parts or not parts[-1].endswith("?"):
+        return False
+    return all(p.endswith("?") or len(set(analyze(p))) < QUESTION_FILLER_TERMS for p in parts[:-1])
+
+
 def episode_importance(text: str) -> float:
     """How much an utterance tells: content words, less for a bare question."""
     content = len(set(analyze(text)))
@@ -158,16 +175,20 @@ def episode_value(
 
 
 def with_terms(value: dict[str, Any]) -> dict[str, Any]:
-    """`value` with its lexical terms (re)computed from its text and context."""
+    """`value` with its lexical terms (re)computed from its text and context.
+
+    Dates are left out of the terms (recall matches them on their own, see `dates.find_dates`):
+    as words, a resolved "today (2023-05-07)" would tie every greeting of that day to a query
+    that names the day.
+    """
     context = value.get("context") or {}
-    terms = term_weights(
-        [
-            (str(value.get("text", "")), 1.0),
-            (str(context.get("message", "")), CONTEXT_MESSAGE),
-            (str(context.get("before", "")), CONTEXT_BEFORE),
-            (str(context.get("after", "")), CONTEXT_AFTER),
-        ]
-    )
+    parts = [
+        (str(value.get("text", "")), 1.0),
+        (str(context.get("message", "")), CONTEXT_MESSAGE),
+        (str(context.get("before", "")), CONTEXT_BEFORE),
+        (str(context.get("after", "")), CONTEXT_AFTER),
+    ]
+    terms = term_weights((find_dates(text)[1], weight) for text, weight in parts)
     return {**value, "terms": terms, "length": round(sum(terms.values()), 3)}
 
 

@@ -29,7 +29,7 @@ from langgraph.store.postgres import AsyncPostgresStore
 from memory_agent.errors import InvalidInputError
 from memory_agent.events import now_iso
 from memory_agent.memory import pg
-from memory_agent.memory.dates import day, parse_when, resolve_dates
+from memory_agent.memory.dates import day, parse_when, query_dates, resolve_dates
 from memory_agent.memory.extraction import DraftKind, MemoryDraft
 from memory_agent.memory.lexical import (
     analyze,
@@ -491,6 +491,7 @@ class MemoryService:
             {"similarity": round(similarity, 3), "a": current[x], "b": current[y]}
             for x, y, similarity in similar_pairs(terms, NEAR_DUPLICATE)
             if _same_meaning(current[x]["text"], current[y]["text"])
+            and not _made_from(current[x], current[y])
         ]
         history = await self._all(user_namespace(user_id, "history"))
         counts["history"] = len(history)
@@ -591,8 +592,10 @@ class MemoryService:
         semantic = self.weights.semantic > 0
         if semantic:
             ops.append(SearchOp(prefix, filter={"scope": MEMORY_SCOPE}, limit=n, query=query))
+        days, words = query_dates(query)
+        terms = query_terms(words)
         (lexical, complete), results = await asyncio.gather(
-            self._lexical(user_id, query_terms(query), n, wanted), self._batch(ops)
+            self._lexical(user_id, terms, n, wanted), self._batch(ops)
         )
         pool: dict[tuple[tuple[str, ...], str], Candidate] = {}
         for item in lexical:
@@ -607,7 +610,14 @@ class MemoryService:
                 (item.namespace, item.key), Candidate(item.namespace, item.key, item.value)
             )
             c.semantic = item.score
-        ranked = fuse(pool.values(), self.weights, limit, lexical_complete=complete)
+        ranked = fuse(
+            pool.values(),
+            self.weights,
+            limit,
+            lexical_complete=complete,
+            days=days,
+            query_terms=terms,
+        )
         return (
             [_memory_record(c.key, c.value, c.score) for c in ranked],
             [cast(list[SearchItem], r) for r in results[: len(extra)]],
@@ -700,6 +710,14 @@ def _episode_values(
                 now=now,
             )
     return values
+
+
+def _made_from(a: Memory, b: Memory) -> bool:
+    """Whether one of two memories is knowledge extracted from the other, an episode: a fact
+    and the sentence it came from are expected to agree, not a duplicate to clean up."""
+    if (a["kind"] == "episode") == (b["kind"] == "episode"):
+        return False
+    return bool(set(a.get("message_ids") or ()) & set(b.get("message_ids") or ()))
 
 
 def _same_record(stored: dict[str, Any], record: Conversation) -> bool:

@@ -93,6 +93,16 @@ async def test_scenario_2_a_state_edit_then_resume_cannot_act_as_another_user(
     assert await status_of(edit) == 422
     edit = bob.threads.update_state(thread_id, {"thread_owner": USERS["alice"]})
     assert await status_of(edit) == 422
+    # Thread creation with supersteps is held to the same rule.
+    steps = [{"updates": [{"values": {"user_id": USERS["alice"]}, "as_node": "initialize"}]}]
+    # (the server answers 201 "created, but there were problems updating the state")
+    stepped = str(uuid.uuid4())
+    await bob.threads.create(thread_id=stepped, graph_id=GRAPH, supersteps=steps)
+    with psycopg.connect(running.database_url) as conn:
+        rows = conn.execute(
+            "SELECT checkpoint::text FROM checkpoints WHERE thread_id = %s", (stepped,)
+        ).fetchall()
+    assert not any(USERS["alice"] in row[0] for row in rows)
     # An edit of what may be edited, then a resume: there is nothing to resume.
     await bob.threads.update_state(thread_id, None, as_node="planning")
     errors = await errors_of(bob, thread_id, input=None)
@@ -101,7 +111,7 @@ async def test_scenario_2_a_state_edit_then_resume_cannot_act_as_another_user(
 
 
 async def test_scenario_3_a_programs_thread_id_is_never_adopted(
-    clients: dict[str, LangGraphClient], running: Running
+    clients: dict[str, LangGraphClient], running: Running, http: httpx.AsyncClient
 ) -> None:
     thread_id = str(uuid.uuid4())
     config = {"configurable": {"thread_id": thread_id}}
@@ -110,18 +120,23 @@ async def test_scenario_3_a_programs_thread_id_is_never_adopted(
         await agent.ainvoke(turn, config)
     before = alice_data(running.database_url)
     bob = clients["bob"]
-    await bob.threads.create(thread_id=thread_id)  # the server has no record of it: accepted
-    # Before any run the server does not even look at the checkpoints: nothing to see.
-    assert MARK not in str(await bob.threads.get_state(thread_id)).lower()
-    errors = await errors_of(
-        bob, thread_id, input={"messages": [{"role": "user", "content": "What is my word?"}]}
-    )
-    assert errors and "another user" in str(errors[0])
-    # Now the server knows the thread's graph and reads its checkpoints: refused.
-    assert await status_of(bob.threads.get_state(thread_id)) == 403
-    assert await status_of(bob.threads.get_history(thread_id)) == 403
+    assert await status_of(bob.threads.create(thread_id=thread_id)) == 409
+    assert await status_of(bob.threads.create(thread_id=thread_id, if_exists="do_nothing")) == 409
+    run = {"messages": [{"role": "user", "content": "What is my word?"}]}
+    creating = bob.runs.wait(thread_id, GRAPH, input=run, if_not_exists="create")
+    assert await status_of(creating) in (404, 409)
+    # A record Bob made before a program wrote the id: still nothing of Alice's is his.
+    early = str(uuid.uuid4())
+    await bob.threads.create(thread_id=early)
+    async with open_agent(running.database_url) as agent:
+        await agent.ainvoke(turn, {"configurable": {"thread_id": early}})
+    before = alice_data(running.database_url)
+    assert await status_of(bob.runs.wait(early, GRAPH, input=run)) == 409
+    assert MARK not in str(await bob.threads.get_state(early)).lower()
+    assert MARK not in str(await bob.threads.get_history(early)).lower()
     with pytest.raises(httpx.HTTPStatusError):
-        await bob.threads.delete(thread_id)
+        await bob.threads.delete(early)
+    assert (await http.delete("/me", headers=bearer("bob"))).status_code == 200
     assert alice_data(running.database_url) == before
     async with open_agent(running.database_url) as agent:  # Alice's thread still works
         out = await agent.ainvoke(

@@ -21,6 +21,7 @@ from memory_agent import (
     build_graph,
     forget_user,
     memories,
+    resume_turn,
 )
 from tests.models import HookModel
 
@@ -199,3 +200,36 @@ async def test_forget_user_with_turns_queued_on_a_thread_neither_deadlocks_nor_s
     assert receipt["deleted"]["checkpoints"] > 0
     # Queued turns ran after the forget or before it; none failed on a lock.
     assert all(not isinstance(r, Exception) for r in results), results
+
+
+async def test_another_user_cannot_finish_or_probe_a_cut_off_turn(
+    agent: GuardedAgent, database_url: str
+) -> None:
+    """Found by the property test: a new turn finished the thread's cut-off turn before the
+    ownership check, so another user's call completed (and wrote) the owner's turn."""
+
+    async def model_down() -> None:
+        raise RuntimeError("the model went away")
+
+    with pytest.raises(RuntimeError):  # the answer fails: the turn is cut off after planning
+        await say(
+            agent, "alice", "cut", "My secret word is zqalicezq.", model=HookModel(hook=model_down)
+        )
+    assert await agent.cut_off(cfg("cut"))
+    before = (
+        store_rows(database_url, "alice"),
+        count(database_url, "SELECT count(*) FROM checkpoints WHERE thread_id = 'cut'"),
+    )
+    with pytest.raises(ThreadOwnershipError):
+        await say(agent, "bob", "cut", "Hello.")
+    with pytest.raises(ThreadOwnershipError):
+        await resume_turn(agent, cfg("cut"), user_id="bob")
+    with pytest.raises(ThreadOwnershipError):
+        await say(agent, None, "cut", "Hello.")
+    after = (
+        store_rows(database_url, "alice"),
+        count(database_url, "SELECT count(*) FROM checkpoints WHERE thread_id = 'cut'"),
+    )
+    assert after == before and await agent.cut_off(cfg("cut"))
+    # The owner's next turn finishes hers first, as before.
+    assert (await say(agent, "alice", "cut", "What is my word?"))["status"] == "completed"
