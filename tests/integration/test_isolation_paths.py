@@ -17,6 +17,7 @@ from memory_agent import (
     AgentContext,
     GuardedAgent,
     InvalidInputError,
+    ModelError,
     ThreadOwnershipError,
     build_graph,
     forget_user,
@@ -211,7 +212,8 @@ async def test_another_user_cannot_finish_or_probe_a_cut_off_turn(
     async def model_down() -> None:
         raise RuntimeError("the model went away")
 
-    with pytest.raises(RuntimeError):  # the answer fails: the turn is cut off after planning
+    # The answer fails (a ModelError wrapping it): the turn is cut off after planning.
+    with pytest.raises(ModelError, match="the model went away"):
         await say(
             agent, "alice", "cut", "My secret word is zqalicezq.", model=HookModel(hook=model_down)
         )
