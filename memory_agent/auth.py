@@ -162,7 +162,12 @@ async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.Fil
     whose record was lost) is never adopted: creating it answers 409.
     """
     owner = ctx.user.identity
-    if ctx.action in ("create", "create_run") and isinstance(value, dict):
+    creates = ctx.action == "create" or (
+        ctx.action == "create_run"
+        and isinstance(value, dict)
+        and value.get("if_not_exists") == "create"
+    )
+    if creates and isinstance(value, dict):
         thread_id = value.get("thread_id")
         if thread_id is not None:
             from memory_agent.server import thread_taken

@@ -131,9 +131,10 @@ async def test_scenario_3_a_programs_thread_id_is_never_adopted(
     async with open_agent(running.database_url) as agent:
         await agent.ainvoke(turn, {"configurable": {"thread_id": early}})
     before = alice_data(running.database_url)
-    assert await status_of(bob.runs.wait(early, GRAPH, input=run)) == 409
-    assert MARK not in str(await bob.threads.get_state(early)).lower()
-    assert MARK not in str(await bob.threads.get_history(early)).lower()
+    errors = await errors_of(bob, early, input=run)
+    assert errors and "another user" in str(errors[0])
+    assert await status_of(bob.threads.get_state(early)) == 403
+    assert await status_of(bob.threads.get_history(early)) == 403
     with pytest.raises(httpx.HTTPStatusError):
         await bob.threads.delete(early)
     assert (await http.delete("/me", headers=bearer("bob"))).status_code == 200
