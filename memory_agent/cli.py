@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from memory_agent.analysis import report_lines, thread_report
 from memory_agent.checkpointer import DURABILITY
 from memory_agent.context import AgentContext
 from memory_agent.errors import MemoryAgentError, ModelError
@@ -179,6 +180,9 @@ async def _ask(args: argparse.Namespace, ctx: AgentContext) -> int:
 
 
 async def _threads(args: argparse.Namespace, ctx: AgentContext) -> int:
+    if not args.user:
+        print("memory-agent threads: --user is required to list conversations", file=sys.stderr)
+        return 2
     async with open_agent(args.database, embeddings=args.embeddings) as agent:
         convs = await memories(agent).list_conversations(args.user, limit=args.limit)
     if args.json:
@@ -188,6 +192,30 @@ async def _threads(args: argparse.Namespace, ctx: AgentContext) -> int:
             f"{conv['thread_id']}  {conv['updated_at'][:19]}  {conv['message_count']:>4} msgs  "
             f"{conv['title']}\n    last: {conv['last_message'][:80]}"
         )
+    return 0
+
+
+def _thread_show_parser(threads: argparse.ArgumentParser) -> None:
+    show = threads.add_subparsers(dest="threads_command").add_parser(
+        "show", help="what happened in a thread, turn by turn"
+    )
+    show.add_argument("thread_id")
+    show.add_argument("--user", default=argparse.SUPPRESS, help="refuse unless this user owns it")
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    show.set_defaults(func=_thread_show)
+
+
+async def _thread_show(args: argparse.Namespace, ctx: AgentContext) -> int:
+    """Per turn: time, intent, memories loaded, teams run or failed, what was saved."""
+    async with open_agent(args.database, embeddings=args.embeddings) as agent:
+        config: RunnableConfig = {"configurable": {"thread_id": args.thread_id}}
+        values = (await agent.aget_state(config)).values
+        owner = values.get("thread_owner")
+        if not values or (args.user and owner != args.user):
+            print(f"memory-agent threads show: no thread {args.thread_id!r}", file=sys.stderr)
+            return 1
+        report = await thread_report(args.thread_id, values, agent.store)
+    _emit(args, report, report_lines(report))
     return 0
 
 
@@ -330,11 +358,16 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--thread", required=True, help="thread id")
     ask.add_argument("text")
     ask.set_defaults(func=_ask)
-    threads = sub.add_parser("threads", help="list a user's conversations")
-    threads.add_argument("--user", required=True)
+    threads = sub.add_parser(
+        "threads",
+        help="list a user's conversations; show what happened in one",
+        description="Without a subcommand: list --user's conversations.",
+    )
+    threads.add_argument("--user", help="whose conversations (required to list)")
     threads.add_argument("--limit", type=int, default=20)
     threads.add_argument("--json", action="store_true")
     threads.set_defaults(func=_threads)
+    _thread_show_parser(threads)
     mems = sub.add_parser(
         "memories",
         help="list, search, edit, delete, audit a user's memories; re-index",

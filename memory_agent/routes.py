@@ -4,12 +4,23 @@ Every route acts on the caller's data only. With auth on (see `memory_agent.auth
 the authenticated user and a `user_id` query parameter, if given, must be the same user; on an
 open server (no tokens configured) `user_id` is required and names the user.
 
-    GET    /me/conversations?limit=20     the caller's threads (title, last message, count, ...)
+    GET    /me                            who the caller is: {"user_id", "auth"}
+    GET    /me/conversations?limit=20     the caller's threads (title, last message, count, ...);
+                                          `offset` pages on
+    DELETE /me/conversations/{thread_id}  delete a thread, its record and its episodes
+    GET    /me/threads/{thread_id}/report what happened in a thread, turn by turn
     GET    /me/memories?kind=fact         facts, preferences, entities (kind optional, repeatable)
     GET    /me/memories/search?q=..       the memories most relevant to `q` (`limit`, default 10)
+    GET    /me/memories/{key}/history     every version of a memory, oldest first
+    PATCH  /me/memories/{key}             correct a memory's text ({"text": ...}); a fact
+                                          gets a new version, the old one stays in its history
     DELETE /me/memories/{key}             delete one memory -> {"deleted": key}
     DELETE /me                            forget me: every memory and thread -> a receipt
                                           (checkpoints and memories in one transaction)
+
+The chat page (`memory_agent/ui/`) is served at `/ui/` without a token: static files only, no
+data; everything it shows comes from the routes above and the server's own API, called with the
+caller's token.
 
 Errors are JSON `{"error": <code>, "detail": <message>}` with the matching status: 400, 401,
 403, 404, 409 (the user's turns did not finish in time), 422, 503.
@@ -21,33 +32,38 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, get_args
 
 import httpx
 import psycopg
+from langgraph.store.base import PutOp
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from memory_agent.analysis import thread_report
 from memory_agent.auth import OWNER_KEY, TokenTable, bearer_token
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
 from memory_agent.guard import LATEST_CHECKPOINTS, LatestTurn
 from memory_agent.memory.extraction import DraftKind
-from memory_agent.memory.namespaces import validate_user_id
+from memory_agent.memory.namespaces import user_namespace, validate_user_id
 from memory_agent.memory.service import MemoryService
 from memory_agent.persistence import Pool
 from memory_agent.retention import forget_user_data
 from memory_agent.server import open_server_store, server_pool
 from memory_agent.state import MemoryBudget
-from memory_agent.validation import validate_key
+from memory_agent.validation import storage_problem, validate_key
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 100
+MAX_OFFSET = 100_000
+MAX_MEMORY_CHARS = 2_000
 _THREAD_PAGE = 100
 _KINDS: tuple[DraftKind, ...] = get_args(DraftKind)
 
@@ -110,8 +126,17 @@ def _limit(request: Request, default: int) -> int:
     return value
 
 
+def _offset(request: Request) -> int:
+    raw = request.query_params.get("offset", "0")
+    if not raw.isdigit() or int(raw) > MAX_OFFSET:
+        raise RouteError(422, "invalid_input", f"offset must be an integer in 0..{MAX_OFFSET}")
+    return int(raw)
+
+
 async def _conversations(request: Request, deps: _Deps, user: str) -> Any:
-    return {"conversations": await deps.service.list_conversations(user, limit=_limit(request, 20))}
+    limit, offset = _limit(request, 20), _offset(request)
+    found = await deps.service.list_conversations(user, limit=limit, offset=offset)
+    return {"conversations": found}
 
 
 async def _memories(request: Request, deps: _Deps, user: str) -> Any:
@@ -207,6 +232,139 @@ async def _delete_server_thread(deps: _Deps, thread_id: str) -> None:
             raise
 
 
+async def _whoami(request: Request, deps: _Deps) -> JSONResponse:
+    """GET /me: the caller, and whether the server checks tokens (the page's sign-in)."""
+    try:
+        if deps.auth_on or "user_id" in request.query_params:
+            user: str | None = _caller(request, deps.tokens)
+        else:
+            user = None  # an open server: the page asks who is talking
+    except RouteError as exc:
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+    except InvalidInputError as exc:
+        return JSONResponse({"error": "invalid_input", "detail": str(exc)}, status_code=422)
+    return JSONResponse({"user_id": user, "auth": deps.auth_on})
+
+
+async def _memory_history(request: Request, deps: _Deps, user: str) -> Any:
+    key = validate_key(request.path_params["key"], "memory key")
+    if await deps.service.get_memory(user, key) is None:
+        raise RouteError(404, "not_found", f"no memory {key!r}")
+    return {"versions": await deps.service.history(user, key)}
+
+
+async def _edit_memory(request: Request, deps: _Deps, user: str) -> Any:
+    key = validate_key(request.path_params["key"], "memory key")
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise RouteError(400, "bad_request", 'the body must be JSON: {"text": "..."}') from exc
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise RouteError(422, "invalid_input", "text (the corrected memory) is required")
+    if len(text) > MAX_MEMORY_CHARS:
+        raise RouteError(
+            422, "invalid_input", f"text is {len(text)} characters; the limit is {MAX_MEMORY_CHARS}"
+        )
+    if problem := storage_problem(text):
+        raise RouteError(422, "invalid_input", f"text {problem}")
+    found = await deps.service.get_memory(user, key)
+    if found is None:
+        raise RouteError(404, "not_found", f"no memory {key!r}")
+    if found.get("valid_to") or found.get("superseded_by"):
+        raise RouteError(409, "superseded", "an old version cannot be edited; edit the current one")
+    return {"memory": await deps.service.edit_memory(user, key, text)}
+
+
+async def _owned_thread(deps: _Deps, user: str, thread_id: str) -> dict[str, Any]:
+    """The server's thread if the caller owns it; else 404 (whether it exists or not)."""
+    missing = RouteError(404, "not_found", f"no conversation {thread_id!r}")
+    try:
+        thread: dict[str, Any] = dict(await deps.client.threads.get(thread_id))
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code in (404, 422):
+            raise missing from exc
+        raise
+    if deps.auth_on:
+        owner = (thread.get("metadata") or {}).get(OWNER_KEY)
+    else:
+        owner = (thread.get("values") or {}).get("thread_owner")
+    # The record may be the caller's while the checkpoints are someone else's (a program wrote
+    # the id after the record was made): the routes' in-process client is not checked by the
+    # server's checkpointer, so the checkpoints' owner is checked here.
+    if owner != user or await _someone_elses(deps, thread_id, user):
+        raise missing
+    return thread
+
+
+async def _thread_report(request: Request, deps: _Deps, user: str) -> Any:
+    thread_id = validate_key(request.path_params["thread_id"], "thread id")
+    await _owned_thread(deps, user, thread_id)
+    state = await deps.client.threads.get_state(thread_id)
+    values = state.get("values") or {}
+    if not isinstance(values, dict):
+        values = {}
+    return await thread_report(thread_id, values, deps.service.store)
+
+
+async def _delete_conversation(request: Request, deps: _Deps, user: str) -> Any:
+    """The thread (checkpoints included, through the server), its record and its episodes.
+
+    The facts, preferences and entities learnt in it stay: they are the user's knowledge, listed
+    and deletable on their own.
+    """
+    thread_id = validate_key(request.path_params["thread_id"], "thread id")
+    await _owned_thread(deps, user, thread_id)
+    await _stop_runs(deps, thread_id)  # a run still going would write the thread again
+    await _delete_server_thread(deps, thread_id)
+    store = deps.service.store
+    record_ns = user_namespace(user, "conversations")
+    had_record = await store.aget(record_ns, thread_id) is not None
+    episodes_ns = user_namespace(user, "episodes")
+    episodes: list[str] = []
+    while True:
+        page = await store.asearch(
+            episodes_ns, filter={"thread_id": thread_id}, limit=_THREAD_PAGE, offset=len(episodes)
+        )
+        episodes.extend(i.key for i in page)
+        if len(page) < _THREAD_PAGE:
+            break
+    ops = [PutOp(episodes_ns, key, None) for key in episodes]
+    ops.append(PutOp(record_ns, thread_id, None))
+    await store.abatch(ops)
+    return {"deleted": thread_id, "conversation": had_record, "episodes": len(episodes)}
+
+
+_UI_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+_UI_HEADERS = {
+    # Everything the page loads is its own; nothing inline, nothing from elsewhere.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+async def _ui(request: Request) -> Response:
+    """The chat page's files (static: no data, so no token is needed to fetch them)."""
+    name = request.path_params.get("name") or "index.html"
+    if name not in _UI_FILES:
+        return JSONResponse({"error": "not_found", "detail": "no such file"}, status_code=404)
+    body = (resources.files("memory_agent") / "ui" / name).read_bytes()
+    return Response(body, media_type=_UI_FILES[name], headers=_UI_HEADERS)
+
+
+async def _ui_redirect(request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=307)
+
+
 def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     """Wrap a handler: resolve the caller, answer JSON, translate errors to status codes."""
 
@@ -231,6 +389,10 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     return endpoint
 
 
+async def _whoami_endpoint(request: Request) -> JSONResponse:
+    return await _whoami(request, request.app.state.memory_routes)
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Open the routes' own pool on the server's database (the server has set up the tables)."""
@@ -252,11 +414,23 @@ def create_app() -> Starlette:
     """The routes as a Starlette app (no I/O until the server runs its lifespan)."""
     return Starlette(
         routes=[
+            Route("/me", _whoami_endpoint, methods=["GET"]),
             Route("/me/conversations", _endpoint(_conversations), methods=["GET"]),
+            Route(
+                "/me/conversations/{thread_id}",
+                _endpoint(_delete_conversation),
+                methods=["DELETE"],
+            ),
+            Route("/me/threads/{thread_id}/report", _endpoint(_thread_report), methods=["GET"]),
+            Route("/me/memories/{key}/history", _endpoint(_memory_history), methods=["GET"]),
+            Route("/me/memories/{key}", _endpoint(_edit_memory), methods=["PATCH"]),
             Route("/me/memories", _endpoint(_memories), methods=["GET"]),
             Route("/me/memories/search", _endpoint(_search), methods=["GET"]),
             Route("/me/memories/{key}", _endpoint(_delete_memory), methods=["DELETE"]),
             Route("/me", _endpoint(_forget), methods=["DELETE"]),
+            Route("/ui", _ui_redirect, methods=["GET"]),
+            Route("/ui/", _ui, methods=["GET"]),
+            Route("/ui/{name}", _ui, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

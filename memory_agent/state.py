@@ -76,6 +76,60 @@ class Plan(TypedDict, total=False):
     """Why, in a sentence: shown in progress events and logs."""
 
 
+class TeamRun(TypedDict):
+    """How one team of a turn went (written by the team's node or its error handler)."""
+
+    team: str
+    ok: bool
+    ms: float | None
+    """Wall time from its first attempt to its outcome, retries included (None: unknown)."""
+    error: str | None
+    """Why it failed (None when ok)."""
+
+
+class TurnSaved(TypedDict):
+    """What a turn wrote to long-term memory."""
+
+    conversation: bool
+    memories: list[str]
+    """Keys of the facts, preferences and entities written or updated."""
+    episodes: int
+    skipped: str | None
+    """Why nothing was written ("anonymous", "no store"), else None."""
+
+
+class TurnEntry(TypedDict, total=False):
+    """One completed turn of a thread, as `turn_log` keeps it (see `memory_agent.analysis`)."""
+
+    turn: int
+    """Its number on the thread (1 for the first)."""
+    started_at: str
+    """ISO-8601 time the turn started."""
+    ms: float
+    """Wall time from initialize to the end of the response."""
+    question: str
+    """The start of the user's message."""
+    message_id: str | None
+    answer_id: str | None
+    intent: Intent
+    reason: str
+    load_ms: float
+    loaded: list[str]
+    """The memories loaded, by reference: "<kind>:<key>" (their texts stay in the store)."""
+    teams: list[TeamRun]
+    saved: TurnSaved
+
+
+TURN_LOG_TURNS = 20
+"""Completed turns `turn_log` keeps (older ones drop out). The log is rewritten with each turn's
+checkpoint, so it is kept short and its entries compact (see the README for its size)."""
+
+
+def append_turns(left: list[TurnEntry], right: list[TurnEntry]) -> list[TurnEntry]:
+    """Reducer of `turn_log`: append, keep the last `TURN_LOG_TURNS`."""
+    return [*left, *right][-TURN_LOG_TURNS:]
+
+
 def merge_results(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
     """Reducer of `team_results`: each team adds its own entry."""
     return {**left, **right}
@@ -84,6 +138,8 @@ def merge_results(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]
 TeamNames = Annotated[list[str], operator.add]
 TeamResults = Annotated[dict[str, Any], merge_results]
 ErrorLog = Annotated[list[str], operator.add]
+TeamRuns = Annotated[list[TeamRun], operator.add]
+TurnLog = Annotated[list[TurnEntry], append_turns]
 
 
 def reset_team_accounting() -> dict[str, Any]:
@@ -94,6 +150,7 @@ def reset_team_accounting() -> dict[str, Any]:
         "failed_teams": Overwrite([]),
         "team_results": Overwrite({}),
         "error_log": Overwrite([]),
+        "team_runs": Overwrite([]),
     }
 
 
@@ -150,6 +207,8 @@ class SupervisorState(InputState, total=False):
     """What each completed team returned, by team name."""
     error_log: ErrorLog
     """Readable reasons of this turn's failures ("team weather: timed out after 5 s")."""
+    team_runs: TeamRuns
+    """How each team of this turn went: outcome, duration, reason (appended as each ends)."""
     loaded_memories: list[MemoryRecord]
     memory_load_time: float
     """Milliseconds spent loading memories in planning."""
@@ -172,3 +231,5 @@ class SupervisorState(InputState, total=False):
     """Title of the conversation (from its first message)."""
     created_at: str
     """ISO-8601 time of the first turn."""
+    turn_log: TurnLog
+    """The thread's last `TURN_LOG_TURNS` completed turns: what happened in each."""

@@ -223,7 +223,7 @@ def _range(m: re.Match[str]) -> DayRange | None:
                 return first, first + timedelta(days=6 if "weekend" not in g["span"] else 1)
             return first, first
         if "wfrom" in g:
-            return date(int(g["wfrom"]), 12, 1), date(int(g["wto"]), 2, 28)
+            return date(int(g["wfrom"]), 12, 1), _month_range(int(g["wto"]), 2)[1]
         year = int(g["year"])
         if "season" in g:
             first_month, last_month = _SEASONS[g["season"].lower()]

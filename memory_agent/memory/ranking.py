@@ -51,8 +51,10 @@ class RecallWeights:
     recency: float = 0.0
     importance: float = 0.1
     dates: float = 0.3
-    question: float = 0.5
+    """Added when the memory was said on, or mentions, a day the query names."""
     speaker: float = 0.3
+    """Added when the query names the memory's speaker."""
+    question: float = 0.5
     """Factor on the score of an episode that only asks (1.0: treated like any other)."""
     half_life_days: float = 90.0
     """Age at which the recency signal halves."""

@@ -205,9 +205,12 @@ class MemoryService:
         assert record is not None
         return record
 
-    async def list_conversations(self, user_id: str, *, limit: int = 20) -> list[Conversation]:
-        """The user's threads, most recently updated first."""
-        items = await self.store.asearch(user_namespace(user_id, "conversations"), limit=limit)
+    async def list_conversations(
+        self, user_id: str, *, limit: int = 20, offset: int = 0
+    ) -> list[Conversation]:
+        """The user's threads, most recently updated first (`offset` skips the newest)."""
+        ns = user_namespace(user_id, "conversations")
+        items = await self.store.asearch(ns, limit=limit, offset=offset)
         convs = [_as_conversation(i) for i in items]
         return sorted(convs, key=lambda c: c["updated_at"], reverse=True)
 

@@ -13,6 +13,7 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from memory_agent.analysis import turn_entry
 from memory_agent.context import AgentContext, resolve_context, thread_id_of
 from memory_agent.errors import MemoryAgentError, ModelError
 from memory_agent.events import emit
@@ -30,7 +31,7 @@ from memory_agent.models import (
 from memory_agent.nodes.rollback import roll_back
 from memory_agent.nodes.teams import team_prompt
 from memory_agent.prompts import MEMORIES_BLOCK, SUMMARY_BLOCK, SYSTEM_PROMPT
-from memory_agent.state import SupervisorState
+from memory_agent.state import SupervisorState, TurnSaved
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,16 @@ async def response(
             summary_model, summary, overflow, ctx.summary_chars, fallbacks=fallbacks
         )
     message_count = state.get("message_count", 0) + len(state.get("turn_messages", [])) + 1
-    await _persist(state, runtime, ctx, window, summary, message_count, fallbacks)
+    saved = await _persist(state, runtime, ctx, window, summary, message_count, fallbacks)
     for fallback in fallbacks:
         emit(runtime.stream_writer, "model_fallback", **fallback)
+    done: TurnSaved = {
+        "conversation": bool(saved and saved["conversation"]),
+        "memories": list(saved["memories"]) if saved else [],
+        "episodes": len(saved["episodes"]) if saved else 0,
+        "skipped": None if saved else ("anonymous" if state.get("user_id") is None else "no store"),
+    }
+    entry = turn_entry(state, answer_id=answer.id, saved=done, now=time.time())
     return {
         "error_log": [fallback_line(f) for f in fallbacks],
         "messages": [answer, *(RemoveMessage(id=m.id) for m in overflow if m.id)],
@@ -80,6 +88,7 @@ async def response(
         "turn_count": state.get("turn_count", 0) + 1,
         "message_count": message_count,
         "last_message_id": answer.id,
+        "turn_log": [entry],
     }
 
 

@@ -31,7 +31,7 @@ from memory_agent.events import emit
 from memory_agent.identity import acting_user, claimed_user
 from memory_agent.models import message_text
 from memory_agent.prompts import FAILED_BLOCK, TEAMS_BLOCK
-from memory_agent.state import SupervisorState
+from memory_agent.state import SupervisorState, TeamRun
 from memory_agent.teams.base import Team, TeamRequest, failure_reason, node_name
 
 logger = logging.getLogger(__name__)
@@ -102,15 +102,14 @@ def team_node(team: Team) -> TeamNode:
             with contextlib.suppress(AttributeError, TypeError):
                 setattr(exc, _ELAPSED_MS, _ms_since(first))
             raise
-        emit(
-            runtime.stream_writer,
-            "team_finished",
-            team=team.name,
-            ok=True,
-            ms=_ms_since(first),
-            error=None,
-        )
-        return {"team_results": {team.name: result}, "completed_teams": [team.name]}
+        ms = _ms_since(first)
+        emit(runtime.stream_writer, "team_finished", team=team.name, ok=True, ms=ms, error=None)
+        run: TeamRun = {"team": team.name, "ok": True, "ms": ms, "error": None}
+        return {
+            "team_results": {team.name: result},
+            "completed_teams": [team.name],
+            "team_runs": [run],
+        }
 
     run_team.__name__ = team.node
     return run_team
@@ -127,8 +126,13 @@ async def _team_failed(
     logger.warning("team %s failed: %s", name, reason)
     logger.debug("team %s failed", name, exc_info=error.error)
     emit(runtime.stream_writer, "team_finished", team=name, ok=False, ms=ms, error=reason)
+    run: TeamRun = {"team": name, "ok": False, "ms": ms, "error": reason}
     return Command(
-        update={"failed_teams": [name], "error_log": [f"team {name}: {reason}"]},
+        update={
+            "failed_teams": [name],
+            "error_log": [f"team {name}: {reason}"],
+            "team_runs": [run],
+        },
         goto="response",
     )
 

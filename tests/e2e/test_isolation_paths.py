@@ -137,6 +137,11 @@ async def test_scenario_3_a_programs_thread_id_is_never_adopted(
     assert await status_of(bob.threads.get_history(early)) == 403
     with pytest.raises(httpx.HTTPStatusError):
         await bob.threads.delete(early)
+    # The routes reach threads through an in-process client: they check the checkpoints too.
+    report = await http.get(f"/me/threads/{early}/report", headers=bearer("bob"))
+    assert report.status_code == 404 and MARK not in report.text.lower()
+    removed = await http.delete(f"/me/conversations/{early}", headers=bearer("bob"))
+    assert removed.status_code == 404
     assert (await http.delete("/me", headers=bearer("bob"))).status_code == 200
     assert alice_data(running.database_url) == before
     async with open_agent(running.database_url) as agent:  # Alice's thread still works

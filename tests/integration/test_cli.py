@@ -88,3 +88,35 @@ def test_memories_subcommands_search_history_edit_delete_audit(database_url: str
     assert [m["text"] for m in left] == ["The user loves tea."]
     reindexed = run(database_url, "memories", "reindex")
     assert reindexed.returncode == 0 and json.loads(reindexed.stdout)["items"] >= 4
+
+
+def test_threads_show_tells_what_happened_in_each_turn(database_url: str) -> None:
+    assert (
+        run(database_url, "ask", "--user", "kai", "--thread", "k1", "I live in Oslo.").returncode
+        == 0
+    )
+    asked = run(database_url, "ask", "--user", "kai", "--thread", "k2", "Where do I live?")
+    assert asked.returncode == 0, asked.stderr
+
+    shown = run(database_url, "threads", "show", "k2")
+    as_json = run(database_url, "threads", "show", "k2", "--user", "kai", "--json")
+
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("thread k2  'Where do I live?'  owner kai  1 turn(s)")
+    assert lines[1].startswith("turn 1  ") and " ms  intent " in lines[1]
+    assert "  asked: Where do I live?" in lines
+    assert any(line.startswith("  memory: loaded ") for line in lines)
+    assert any("Oslo" in line and line.startswith("    [") for line in lines)
+    assert any(line.startswith("  team memory: done in ") for line in lines)
+    assert "  saved: conversation, 1 episode(s)" in lines
+    report = json.loads(as_json.stdout)
+    assert report["thread_id"] == "k2" and report["owner"] == "kai"
+    (turn,) = report["turns"]
+    assert any("Oslo" in m["text"] for m in turn["memories"]["items"])
+    assert turn["teams"][0]["team"] == "memory" and turn["teams"][0]["ok"] is True
+    # Someone else's thread, or none, is not shown.
+    for args in (("k2", "--user", "eve"), ("no-such-thread",)):
+        refused = run(database_url, "threads", "show", *args)
+        assert refused.returncode == 1 and "no thread" in refused.stderr
+    assert run(database_url, "threads").returncode == 2  # listing needs --user

@@ -212,8 +212,8 @@ async def test_another_user_cannot_finish_or_probe_a_cut_off_turn(
     async def model_down() -> None:
         raise RuntimeError("the model went away")
 
-    # The answer fails (a ModelError wrapping it): the turn is cut off after planning.
-    with pytest.raises(ModelError, match="the model went away"):
+    # The answer fails: the turn is cut off after planning.
+    with pytest.raises(ModelError, match="went away"):
         await say(
             agent, "alice", "cut", "My secret word is zqalicezq.", model=HookModel(hook=model_down)
         )

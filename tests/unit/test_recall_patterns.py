@@ -98,6 +98,7 @@ async def test_audit_does_not_pair_a_fact_with_the_sentence_it_came_from() -> No
         ("on May 7th 2023", [(date(2023, 5, 7),) * 2], "on"),
         ("in December 2023", [(date(2023, 12, 1), date(2023, 12, 31))], "in"),
         ("the week of 2023-07-31", [(date(2023, 7, 31), date(2023, 8, 6))], ""),
+        ("winter 2023-2024", [(date(2023, 12, 1), date(2024, 2, 29))], ""),
         ("May I ask?", [], "May I ask?"),
         # No such day: the month it names is what is left.
         ("on 31 February 2023", [(date(2023, 2, 1), date(2023, 2, 28))], "on 31"),
