@@ -410,6 +410,8 @@ def provider_of(model: str | BaseChatModel) -> str:
     """The provider's name, for error messages ("openai", "anthropic", "offline", ...)."""
     if isinstance(model, str):
         return model.split(":", 1)[0]
+    if isinstance(model, OfflineChatModel):
+        return OFFLINE
     llm_type = getattr(model, "_llm_type", "") or ""
     name = str(llm_type).split("-", 1)[0]
     return name or type(model).__name__

@@ -115,6 +115,8 @@ async def _turn(agent: Agent, thread: str, text: str, ctx: AgentContext) -> dict
     return {"answer": "".join(answer), "events": events, "values": values}
 
 
+# About 95 s alone on two cores; 212 s was measured with the machine shared by other work.
+@pytest.mark.timeout(480)
 async def test_a_real_model_end_to_end(
     agent: Agent, llama_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,7 +125,11 @@ async def test_a_real_model_end_to_end(
     # llama-server constrains json_schema answers by a grammar; its function calling gives a
     # 0.5B model no such help (see the README's "Chat models").
     ctx = AgentContext(
-        model="openai:qwen2.5-coder-0.5b", structured_output="json_schema", model_timeout=150
+        model="openai:qwen2.5-coder-0.5b",
+        structured_output="json_schema",
+        model_timeout=150,
+        # Short answers: the test asserts structure, and a CPU makes ~15 tokens/s.
+        model_limits={"answer": {"max_tokens": 160}},
     )
     told = await _turn(agent, "r1", "My name is Rita and I live in Lisbon.", ctx)
     values = told["values"]
