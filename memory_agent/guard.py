@@ -105,26 +105,12 @@ class GuardedAgent(Agent):
             return client_context(context, self.client_context)
         return resolve_context(context)
 
-    async def aupdate_state(
-        self,
-        config: RunnableConfig,
-        values: dict[str, Any] | Any | None,
-        as_node: str | None = None,
-        task_id: str | None = None,
-    ) -> RunnableConfig:
-        """`update_state`, refused for the graph's own keys (identity, turn bookkeeping) and
-        for messages that fail the input checks."""
-        if self.boundary is not None and not _nested(config):
-            thread_id_from(config)
-            for update in values if isinstance(values, list | tuple) else [values]:
-                _check_update(update)
-        return await super().aupdate_state(config, values, as_node=as_node, task_id=task_id)
-
     async def abulk_update_state(
         self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
     ) -> RunnableConfig:
-        """`bulk_update_state` (the server's thread creation with `supersteps`), held to the
-        same rule as `update_state`."""
+        """`bulk_update_state`, and so `update_state` (LangGraph's calls this one) and the
+        server's thread creation with `supersteps`: only `UPDATABLE_KEYS` may change, and
+        messages must pass the input checks."""
         if self.boundary is not None and not _nested(config):
             thread_id_from(config)
             for superstep in supersteps:
@@ -203,9 +189,7 @@ class GuardedAgent(Agent):
     async def _latest(self, thread_id: str) -> LatestTurn:
         guard = self.boundary
         assert guard is not None
-        async with guard.pool.connection() as conn:
-            cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
-            return LatestTurn.of(await cur.fetchall())
+        return await latest_turn(guard.pool, thread_id)
 
     async def cut_off(self, config: RunnableConfig) -> bool:
         """Whether the thread's last turn was cut off (see `cut_off`), from its checkpoint rows."""
@@ -355,6 +339,13 @@ class LatestTurn:
         """`problem_for`, raised, before anything runs on the thread."""
         if problem := self.problem_for(user_id):
             raise ThreadOwnershipError(problem)
+
+
+async def latest_turn(pool: AsyncConnectionPool[Any], thread_id: str) -> LatestTurn:
+    """`LatestTurn` of `thread_id`, read with one query on `pool`."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
+        return LatestTurn.of(await cur.fetchall())
 
 
 async def cut_off(agent: Agent, config: RunnableConfig) -> bool:

@@ -49,7 +49,7 @@ from starlette.routing import Route
 from memory_agent.analysis import thread_report
 from memory_agent.auth import OWNER_KEY, TokenTable, bearer_token
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
-from memory_agent.guard import LATEST_CHECKPOINTS, LatestTurn
+from memory_agent.guard import latest_turn
 from memory_agent.memory.extraction import DraftKind
 from memory_agent.memory.namespaces import user_namespace, validate_user_id
 from memory_agent.memory.service import MemoryService
@@ -207,9 +207,7 @@ async def _server_threads(deps: _Deps, user: str) -> list[str]:
 
 
 async def _someone_elses(deps: _Deps, thread_id: str, user: str) -> bool:
-    async with deps.pool.connection() as conn:
-        cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
-        return LatestTurn.of(await cur.fetchall()).problem_for(user) is not None
+    return (await latest_turn(deps.pool, thread_id)).problem_for(user) is not None
 
 
 async def _stop_runs(deps: _Deps, thread_id: str) -> None:

@@ -18,8 +18,13 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from typing import Any, TypeVar
 
 import psycopg
@@ -43,7 +48,7 @@ from memory_agent.errors import (
     ThreadOwnershipError,
 )
 from memory_agent.graph import build_graph
-from memory_agent.guard import LATEST_CHECKPOINTS, Guard, GuardedAgent, LatestTurn, guard_agent
+from memory_agent.guard import Guard, GuardedAgent, guard_agent, latest_turn
 from memory_agent.identity import authenticated_user, not_theirs
 from memory_agent.memory.embeddings import resolve_embeddings
 from memory_agent.persistence import (
@@ -151,14 +156,11 @@ class ServerCheckpointer(BoundedPostgresSaver):
     async def not_theirs(self, thread_id: str, user_id: str) -> str | None:
         """Why `thread_id`'s checkpoints are not `user_id`'s, if they are not (None: theirs,
         or no checkpoints at all)."""
-        async with self.guard.pool.connection() as conn:
-            cur = await conn.execute(LATEST_CHECKPOINTS, (thread_id,))
-            return LatestTurn.of(await cur.fetchall()).problem_for(user_id)
+        return (await latest_turn(self.guard.pool, thread_id)).problem_for(user_id)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         found = await super().aget_tuple(config)
         if found is not None:
-            self._check(found.checkpoint["channel_values"], found.config)
             self._check(found.checkpoint["channel_values"], config)
         return found
 
@@ -274,6 +276,15 @@ def _answered(cls: type[MemoryAgentError]) -> type[HTTPException]:
     return _ANSWERED[name]
 
 
+@contextmanager
+def _answered_as_http() -> Iterator[None]:
+    """Our errors raised in the block leave it as `http_error` makes them."""
+    try:
+        yield
+    except MemoryAgentError as exc:
+        raise http_error(exc) from exc
+
+
 class ServerAgent(GuardedAgent):
     """The graph the server runs: the run boundary, with the locks of `ServerCheckpointer`, a
     client's context held to the deployment's settings, and our errors answered readably."""
@@ -286,31 +297,15 @@ class ServerAgent(GuardedAgent):
         context: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
-        try:
+        with _answered_as_http():
             async for part in super().astream(input, config, context=context, **kwargs):
                 yield part
-        except MemoryAgentError as exc:
-            raise http_error(exc) from exc
-
-    async def aupdate_state(
-        self,
-        config: RunnableConfig,
-        values: dict[str, Any] | Any | None,
-        as_node: str | None = None,
-        task_id: str | None = None,
-    ) -> RunnableConfig:
-        try:
-            return await super().aupdate_state(config, values, as_node=as_node, task_id=task_id)
-        except MemoryAgentError as exc:
-            raise http_error(exc) from exc
 
     async def abulk_update_state(
         self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
     ) -> RunnableConfig:
-        try:
+        with _answered_as_http():
             return await super().abulk_update_state(config, supersteps)
-        except MemoryAgentError as exc:
-            raise http_error(exc) from exc
 
 
 graph = guard_agent(build_graph(), None, cls=ServerAgent, client_context=AgentContext())
