@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -34,18 +35,19 @@ def e2e_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def running(e2e_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    tokens = {TOKENS[n]: USERS[n] for n in NAMES if n != "bob"}
-    tokens[hash_token(TOKENS["bob"])] = USERS["bob"]
+@contextmanager
+def dev_server(
+    e2e_pg: str, tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
+) -> Iterator[Running]:
+    """A started `langgraph dev` on a fresh database of the e2e PostgreSQL, with `env` on top
+    (`MEMORY_AGENT_AUTH_TOKENS=""` for an open server); stopped on exit."""
     with fresh_database(e2e_pg) as url:
-        home = tmp_path_factory.mktemp("home")
         server = DevServer(
-            tmp_path_factory.mktemp("devserver"),
+            tmp_path_factory.mktemp(f"{name}-devserver"),
             {
                 "DATABASE_URL": url,
-                "MEMORY_AGENT_HOME": str(home),
-                "MEMORY_AGENT_AUTH_TOKENS": json.dumps(tokens),
+                "MEMORY_AGENT_HOME": str(tmp_path_factory.mktemp(f"{name}-home")),
+                **env,
             },
         )
         server.start()
@@ -53,6 +55,15 @@ def running(e2e_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             yield Running(server, url)
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def running(e2e_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    tokens = {TOKENS[n]: USERS[n] for n in NAMES if n != "bob"}
+    tokens[hash_token(TOKENS["bob"])] = USERS["bob"]
+    env = {"MEMORY_AGENT_AUTH_TOKENS": json.dumps(tokens)}
+    with dev_server(e2e_pg, tmp_path_factory, "auth", env) as started:
+        yield started
 
 
 def client_for(running: Running, who: str) -> LangGraphClient:

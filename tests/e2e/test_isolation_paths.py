@@ -50,6 +50,19 @@ async def alice_says_her_secret(clients: dict[str, LangGraphClient]) -> str:
     return thread_id
 
 
+async def alice_told_bob_talks(
+    clients: dict[str, LangGraphClient], running: Running, text: str
+) -> tuple[LangGraphClient, str, tuple[list[Any], list[Any]]]:
+    """Alice has told her secret; Bob has said `text` on a thread of his own. Returns Bob's
+    client, his thread and Alice's data as it is now."""
+    await alice_says_her_secret(clients)
+    before = alice_data(running.database_url)
+    bob = clients["bob"]
+    thread_id = await new_thread(bob)
+    assert not (await stream_turn(bob, thread_id, text)).errors
+    return bob, thread_id, before
+
+
 async def errors_of(client: LangGraphClient, thread_id: str, **run: Any) -> list[Any]:
     errors: list[Any] = []
     async for part in client.runs.stream(thread_id, GRAPH, stream_mode=MODES, **run):
@@ -62,11 +75,7 @@ async def errors_of(client: LangGraphClient, thread_id: str, **run: Any) -> list
 async def test_scenario_1_a_command_run_cannot_act_as_another_user(
     clients: dict[str, LangGraphClient], running: Running
 ) -> None:
-    await alice_says_her_secret(clients)
-    before = alice_data(running.database_url)
-    bob = clients["bob"]
-    thread_id = await new_thread(bob)
-    assert not (await stream_turn(bob, thread_id, "Hello there.")).errors
+    bob, thread_id, before = await alice_told_bob_talks(clients, running, "Hello there.")
     forged = {
         "goto": "planning",
         "update": {
@@ -84,11 +93,7 @@ async def test_scenario_1_a_command_run_cannot_act_as_another_user(
 async def test_scenario_2_a_state_edit_then_resume_cannot_act_as_another_user(
     clients: dict[str, LangGraphClient], running: Running
 ) -> None:
-    await alice_says_her_secret(clients)
-    before = alice_data(running.database_url)
-    bob = clients["bob"]
-    thread_id = await new_thread(bob)
-    assert not (await stream_turn(bob, thread_id, "What is my secret word?")).errors
+    bob, thread_id, before = await alice_told_bob_talks(clients, running, "What is my word?")
     edit = bob.threads.update_state(thread_id, {"user_id": USERS["alice"]}, as_node="planning")
     assert await status_of(edit) == 422
     edit = bob.threads.update_state(thread_id, {"thread_owner": USERS["alice"]})

@@ -10,29 +10,17 @@ from langchain_core.messages import HumanMessage
 from langgraph_sdk import get_client
 
 from memory_agent import open_agent
+from tests.e2e.conftest import dev_server
 from tests.e2e.devserver import DevServer
 from tests.e2e.sdk import GRAPH, checkpoint_count, stream_turn
-from tests.pg import fresh_database
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def open_server(e2e_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    with fresh_database(e2e_pg) as url:
-        server = DevServer(
-            tmp_path_factory.mktemp("open-devserver"),
-            {
-                "DATABASE_URL": url,
-                "MEMORY_AGENT_HOME": str(tmp_path_factory.mktemp("open-home")),
-                "MEMORY_AGENT_AUTH_TOKENS": "",
-            },
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with dev_server(e2e_pg, tmp_path_factory, "open", {"MEMORY_AGENT_AUTH_TOKENS": ""}) as started:
+        yield started.server
 
 
 async def test_an_open_server_shares_threads_and_memories_with_programs(

@@ -11,9 +11,8 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from tests.e2e.devserver import DevServer
+from tests.e2e.conftest import Running, dev_server
 from tests.e2e.sdk import GRAPH, MODES
-from tests.pg import fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -26,34 +25,23 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def unreachable_model(
-    e2e_pg: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[DevServer, str]]:
-    with fresh_database(e2e_pg) as url:
-        server = DevServer(
-            tmp_path_factory.mktemp("model-devserver"),
-            {
-                "DATABASE_URL": url,
-                "MEMORY_AGENT_HOME": str(tmp_path_factory.mktemp("model-home")),
-                "MEMORY_AGENT_AUTH_TOKENS": "",
-                "MEMORY_AGENT_MODEL": "openai:gpt-4o-mini",
-                "OPENAI_API_KEY": "sk-test-not-a-real-key",
-                "OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1",
-                "MEMORY_AGENT_MODEL_MAX_RETRIES": "0",
-                "MEMORY_AGENT_MODEL_TIMEOUT": "5",
-            },
-        )
-        server.start()
-        try:
-            yield server, url
-        finally:
-            server.stop()
+def unreachable_model(e2e_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    env = {
+        "MEMORY_AGENT_AUTH_TOKENS": "",
+        "MEMORY_AGENT_MODEL": "openai:gpt-4o-mini",
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1",
+        "MEMORY_AGENT_MODEL_MAX_RETRIES": "0",
+        "MEMORY_AGENT_MODEL_TIMEOUT": "5",
+    }
+    with dev_server(e2e_pg, tmp_path_factory, "model", env) as started:
+        yield started
 
 
 async def test_a_model_failure_reaches_the_client_named_and_explained(
-    unreachable_model: tuple[DevServer, str],
+    unreachable_model: Running,
 ) -> None:
-    server, url = unreachable_model
+    server, url = unreachable_model.server, unreachable_model.database_url
     client = get_client(url=server.url, api_key=None)
     try:
         thread_id = str((await client.threads.create())["thread_id"])

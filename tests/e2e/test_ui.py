@@ -22,9 +22,8 @@ import pytest
 from langgraph_sdk import get_sync_client
 
 from memory_agent import memories, open_agent
-from tests.e2e.conftest import TOKENS, USERS, Running, bearer
+from tests.e2e.conftest import TOKENS, USERS, Running, bearer, dev_server
 from tests.e2e.devserver import REPO, DevServer
-from tests.pg import fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -493,20 +492,10 @@ def test_a_long_conversation_list_pages(page_for: Any, running: Running, web: ht
 
 @pytest.fixture(scope="module")
 def open_server(e2e_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    with fresh_database(e2e_pg) as url:
-        server = DevServer(
-            tmp_path_factory.mktemp("ui-open-devserver"),
-            {
-                "DATABASE_URL": url,
-                "MEMORY_AGENT_HOME": str(tmp_path_factory.mktemp("ui-open-home")),
-                "MEMORY_AGENT_AUTH_TOKENS": "",
-            },
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with dev_server(
+        e2e_pg, tmp_path_factory, "ui-open", {"MEMORY_AGENT_AUTH_TOKENS": ""}
+    ) as started:
+        yield started.server
 
 
 @pytest.mark.browser
