@@ -41,6 +41,9 @@ async def planning(
 async def _plan(
     state: SupervisorState, runtime: Runtime[AgentContext], teams: Sequence[Team]
 ) -> dict[str, Any]:
+    # The identity is established here again, before any model call or memory read: a run may
+    # start at this node (a command, a state edit) without passing through initialize.
+    user_id = acting_user(state, get_config())
     ctx = resolve_context(runtime.context)
     text = message_text(state["messages"][-1])
     method = ctx.structured_output
@@ -48,9 +51,6 @@ async def _plan(
     intent_model = decision_model(ctx, "intent")
     intent, reason = await classify(text, intent_model, method=method, fallbacks=fallbacks)
     budget = budget_for(intent, ctx)
-    # The identity is established here again: a run may start at this node (a command, a state
-    # edit) without passing through initialize.
-    user_id = acting_user(state, get_config())
     records: list[MemoryRecord] = []
     skipped: str | None = None
     started = time.perf_counter()

@@ -51,7 +51,7 @@ def system_prompt(state: SupervisorState) -> str:
 async def response(
     state: SupervisorState, runtime: Runtime[AgentContext]
 ) -> dict[str, Any] | Command[Literal["reject"]]:
-    acting_user(state, get_config())  # a refused identity gets no answer (see `identity`)
+    user_id = acting_user(state, get_config())  # a refused identity gets no answer
     ctx = resolve_context(runtime.context)
     messages: list[AnyMessage] = list(state["messages"])
     try:
@@ -71,7 +71,9 @@ async def response(
         )
     message_count = state.get("message_count", 0) + len(state.get("turn_messages", [])) + 1
     try:
-        saved = await _persist(state, runtime, ctx, window, summary, message_count, fallbacks)
+        saved = await _persist(
+            state, runtime, ctx, user_id, window, summary, message_count, fallbacks
+        )
     except StorageRefusedError as exc:
         return roll_back(state, exc)  # nothing was stored, and a resume would fail the same way
     for fallback in fallbacks:
@@ -80,7 +82,7 @@ async def response(
         "conversation": bool(saved and saved["conversation"]),
         "memories": list(saved["memories"]) if saved else [],
         "episodes": len(saved["episodes"]) if saved else 0,
-        "skipped": None if saved else ("anonymous" if state.get("user_id") is None else "no store"),
+        "skipped": None if saved else ("anonymous" if user_id is None else "no store"),
     }
     entry = turn_entry(state, answer_id=answer.id, saved=done, now=time.time())
     return {
@@ -117,12 +119,12 @@ async def _persist(
     state: SupervisorState,
     runtime: Runtime[AgentContext],
     ctx: AgentContext,
+    user_id: str | None,
     window: list[AnyMessage],
     summary: str,
     message_count: int,
     fallbacks: list[ModelFallback],
 ) -> Saved | None:
-    user_id = acting_user(state, get_config())
     thread_id = thread_id_of(runtime)
     started = time.perf_counter()
     if user_id is None or runtime.store is None:
