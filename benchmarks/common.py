@@ -155,7 +155,7 @@ def bare_graph(checkpointer: AsyncPostgresSaver) -> CompiledStateGraph[Any, Any,
 @asynccontextmanager
 async def bare_agent(url: str, pool_size: int = 10) -> AsyncIterator[Any]:
     """The bare graph on its own pool (same settings as the agent's) over `url`."""
-    from memory_agent.persistence import open_pool
+    from memory_agent.persistence.pool import open_pool
 
     async with open_pool(url, max_size=pool_size) as pool:
         saver = AsyncPostgresSaver(pool)

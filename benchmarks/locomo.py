@@ -41,16 +41,18 @@ from typing import Any
 from common import database
 from langchain_core.messages import HumanMessage
 
+from memory_agent.embeddings import resolve_embeddings
 from memory_agent.memory import records as memory_records
-from memory_agent.memory.embeddings import resolve_embeddings
 from memory_agent.memory.ingest import TurnRecord, extract, remember_turn
 from memory_agent.memory.lexical import analyze, bm25_scores
 from memory_agent.memory.ranking import RecallWeights, default_weights
+from memory_agent.memory.records import MemoryRecord
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, title_for
 from memory_agent.models import OfflineChatModel
-from memory_agent.persistence import ExactSearchStore, index_config, open_pool, setup_database
-from memory_agent.state import MemoryRecord
+from memory_agent.persistence.pool import open_pool
+from memory_agent.persistence.schema import setup_database
+from memory_agent.persistence.store import ExactSearchStore, index_config
 
 CATEGORIES = ("1", "2", "3", "4", "5")
 SCORED = ("1", "2", "3", "4")

@@ -38,19 +38,20 @@ from common import arguments, database, emit, log, machine, median, ms, percenti
 from langgraph.store.base import PutOp, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
 
+from memory_agent.embeddings import resolve_embeddings
 from memory_agent.events import now_iso
-from memory_agent.memory import pg
 from memory_agent.memory.dates import query_dates
-from memory_agent.memory.embeddings import resolve_embeddings
 from memory_agent.memory.lexical import query_terms, stem
-from memory_agent.memory.namespaces import user_namespace, user_prefix
 from memory_agent.memory.ranking import RecallWeights
-from memory_agent.memory.records import with_terms
+from memory_agent.memory.records import MemoryBudget, with_terms
 from memory_agent.memory.service import MemoryService, memory_key
-from memory_agent.persistence import ExactSearchStore, index_config, open_pool, setup_database
-from memory_agent.state import MemoryBudget
-from memory_agent.vector_search import MIN_MEMORIES, index_large_users
-from memory_agent.vectors import vector_text
+from memory_agent.persistence import store_sql as pg
+from memory_agent.persistence.namespaces import user_namespace, user_prefix
+from memory_agent.persistence.pool import open_pool
+from memory_agent.persistence.schema import setup_database
+from memory_agent.persistence.store import ExactSearchStore, index_config
+from memory_agent.persistence.vector_search import MIN_MEMORIES, index_large_users
+from memory_agent.persistence.vectors import vector_text
 
 K = 6
 ROUNDS = 10

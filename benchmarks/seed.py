@@ -8,9 +8,9 @@ from typing import Any
 from langgraph.store.base import BaseStore, PutOp
 
 from memory_agent.events import now_iso
-from memory_agent.memory.namespaces import user_namespace
 from memory_agent.memory.records import with_terms
 from memory_agent.memory.service import memory_key
+from memory_agent.persistence.namespaces import user_namespace
 
 TOPICS = (
     "favourite food",

@@ -1,6 +1,16 @@
 """memory_agent: a LangGraph supervisor agent with per-user long-term memory and
 PostgreSQL-checkpointed threads."""
 
+from memory_agent.agent.boundary import GuardedAgent, resume_turn
+from memory_agent.agent.manage import (
+    forget_user,
+    memories,
+    prune,
+    reindex_store,
+    resolve_memory_key,
+)
+from memory_agent.agent.open import open_agent
+from memory_agent.agent.sync import SyncAgent, open_agent_sync
 from memory_agent.context import AgentContext
 from memory_agent.errors import (
     ConfigurationError,
@@ -14,14 +24,12 @@ from memory_agent.errors import (
     TransientError,
 )
 from memory_agent.graph import Agent, build_graph, builder, graph
-from memory_agent.guard import GuardedAgent, resume_turn
-from memory_agent.manage import forget_user, memories, prune, resolve_memory_key
 from memory_agent.memory import MemoryService
 from memory_agent.models import OfflineChatModel, resolve_chat_model
-from memory_agent.persistence import open_agent, open_pool, reindex_store, setup_database
-from memory_agent.retention import PruneReceipt
+from memory_agent.persistence.pool import open_pool
+from memory_agent.persistence.retention import PruneReceipt
+from memory_agent.persistence.schema import setup_database
 from memory_agent.state import InputState, OutputState, SupervisorState
-from memory_agent.sync import SyncAgent, open_agent_sync
 from memory_agent.teams import Team, TeamRequest, default_teams
 
 __all__ = [

@@ -18,21 +18,30 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from memory_agent.agent.boundary import cut_off, resume_turn
+from memory_agent.agent.manage import (
+    forget_user,
+    known_user,
+    memories,
+    prune,
+    reindex_store,
+    resolve_memory_key,
+)
+from memory_agent.agent.open import open_agent
 from memory_agent.analysis import report_lines, thread_report
-from memory_agent.checkpointer import DURABILITY
 from memory_agent.context import AgentContext
 from memory_agent.errors import InvalidInputError, MemoryAgentError, ModelError
 from memory_agent.graph import Agent
-from memory_agent.guard import cut_off, resume_turn
-from memory_agent.manage import forget_user, known_user, memories, prune, resolve_memory_key
-from memory_agent.memory.namespaces import validate_user_id
-from memory_agent.memory.records import Memory, MemoryKind
+from memory_agent.memory.records import Memory, MemoryKind, MemoryRecord
 from memory_agent.memory.service import AuditReport, MemoryService
 from memory_agent.models import check_models
-from memory_agent.persistence import database_url, open_agent, open_pool, reindex_store
-from memory_agent.retention import parse_age
-from memory_agent.state import InputState, MemoryRecord
-from memory_agent.vector_search import MIN_MEMORIES, index_large_users
+from memory_agent.persistence.checkpointer import DURABILITY
+from memory_agent.persistence.embedded import database_url
+from memory_agent.persistence.namespaces import validate_user_id
+from memory_agent.persistence.pool import open_pool
+from memory_agent.persistence.retention import parse_age
+from memory_agent.persistence.vector_search import MIN_MEMORIES, index_large_users
+from memory_agent.state import InputState
 
 HELP = "commands: /new  /threads  /switch ID  /memories  /quit   (Ctrl-C: cancel the turn, or quit)"
 

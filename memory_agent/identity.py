@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from memory_agent.errors import ThreadOwnershipError
-from memory_agent.memory.namespaces import validate_user_id
+from memory_agent.persistence.namespaces import validate_user_id
 
 AUTH_USER_KEY = "langgraph_auth_user_id"
 """Where the LangGraph server puts the authenticated user id in `config["configurable"]`."""

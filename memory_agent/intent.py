@@ -14,9 +14,10 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
 
 from memory_agent.context import AgentContext, StructuredOutputMethod
+from memory_agent.memory.records import MemoryBudget
 from memory_agent.models import ModelFallback, decide, is_question, structured_call
 from memory_agent.prompts import INTENT_PROMPT
-from memory_agent.state import Intent, MemoryBudget
+from memory_agent.state import Intent
 
 _SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|yo|hiya|good (morning|afternoon|evening|night)|thanks?( you)?|thx|"

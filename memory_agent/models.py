@@ -33,13 +33,13 @@ from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
 from memory_agent.context import AgentContext, ModelPurpose, StructuredOutputMethod
+from memory_agent.embeddings import STOPWORDS, _stem, tokens
 from memory_agent.errors import (
     ConfigurationError,
     MemoryAgentError,
     ModelError,
     is_unusable_output,
 )
-from memory_agent.memory.embeddings import STOPWORDS, _stem, tokens
 from memory_agent.prompts import FAILED_PREFIX
 
 logger = logging.getLogger(__name__)

@@ -18,39 +18,10 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from langgraph.types import Overwrite
 
+from memory_agent.memory.records import MemoryBudget, MemoryRecord
+
 Intent = Literal["greeting", "small_talk", "recall", "question", "statement", "irrelevant"]
 Status = Literal["running", "completed", "rejected"]
-MemoryKind = Literal["conversation", "fact", "preference", "entity", "episode"]
-
-
-class MemoryRecord(TypedDict, total=False):
-    """One long-term memory as loaded for a turn."""
-
-    kind: MemoryKind
-    """Which namespace it came from."""
-    key: str
-    """Its key in the store (the thread id for a conversation)."""
-    text: str
-    """The text shown to the model."""
-    score: float | None
-    """Relevance to the message (None for recency-only loads)."""
-    updated_at: str
-    """ISO-8601 time of the last update."""
-    said_at: str
-    """ISO-8601 time it was said (the turn's time; an imported conversation's own date)."""
-    thread_id: str | None
-    """The thread it came from (provenance)."""
-    message_ids: list[str]
-    """The messages it was made from (provenance)."""
-
-
-class MemoryBudget(TypedDict):
-    """How many memories of each kind a turn may load, chosen from the intent."""
-
-    conversations: int
-    """Recent conversation summaries of the user (other threads)."""
-    memories: int
-    """Memories (facts, preferences, entities, episodes) relevant to the message."""
 
 
 class TeamTask(TypedDict):

@@ -19,8 +19,8 @@ from langgraph.types import Command
 
 from memory_agent.context import AgentContext
 from memory_agent.errors import InvalidInputError
-from memory_agent.memory.namespaces import identifier_problem, validate_user_id
 from memory_agent.models import message_text
+from memory_agent.persistence.namespaces import identifier_problem, validate_user_id
 
 MAX_THREAD_ID_CHARS = 256
 MAX_CONTENT_BLOCKS = 32

@@ -1,24 +1,24 @@
 """Long-term memory: namespaces, records, the service over a `BaseStore`, extraction, dates,
 lexical and vector recall, embeddings."""
 
-from memory_agent.memory.dates import resolve_dates
-from memory_agent.memory.embeddings import (
+from memory_agent.embeddings import (
     HashingEmbeddings,
     LocalEmbeddings,
     embedder_name,
     resolve_embeddings,
 )
+from memory_agent.memory.dates import resolve_dates
 from memory_agent.memory.extraction import MemoryDraft, extract_with_model, extract_with_rules
-from memory_agent.memory.namespaces import decode_label, encode_label, user_namespace
 from memory_agent.memory.ranking import RecallWeights
 from memory_agent.memory.records import Memory, MemoryKind
 from memory_agent.memory.service import (
     AuditReport,
     Conversation,
     EpisodeDraft,
-    ForgetReceipt,
     MemoryService,
 )
+from memory_agent.persistence.namespaces import decode_label, encode_label, user_namespace
+from memory_agent.persistence.retention import ForgetReceipt
 
 __all__ = [
     "AuditReport",

@@ -35,9 +35,9 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import BaseStore
 
+from memory_agent.embeddings import HashingEmbeddings, unwrap
 from memory_agent.errors import ConfigurationError
 from memory_agent.memory.dates import DayRange, memory_days, overlaps, parse_when
-from memory_agent.memory.embeddings import HashingEmbeddings, unwrap
 from memory_agent.memory.lexical import analyze, jaccard
 from memory_agent.memory.records import is_question
 

@@ -32,6 +32,9 @@ from memory_agent.memory.lexical import (
 )
 
 MemoryKind = Literal["fact", "preference", "entity", "episode"]
+"""The kinds of memory kept for a user (each in its namespace, see `namespaces`)."""
+RecalledKind = Literal["conversation", MemoryKind]
+"""What a turn loads: memories, and the records of the user's other conversations."""
 Scope = Literal["memory", "history"]
 MEMORY_SCOPE: Scope = "memory"
 """Current memories: what recall searches."""
@@ -44,6 +47,36 @@ MIN_SENTENCE_WORDS = 6
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 INTERNAL_FIELDS = frozenset({"scope", "terms", "length", "context", "sources"})
 """Fields of a stored value that are for search only (not shown by the management API)."""
+
+
+class MemoryRecord(TypedDict, total=False):
+    """One long-term memory as loaded for a turn."""
+
+    kind: RecalledKind
+    """Which namespace it came from."""
+    key: str
+    """Its key in the store (the thread id for a conversation)."""
+    text: str
+    """The text shown to the model."""
+    score: float | None
+    """Relevance to the message (None for recency-only loads)."""
+    updated_at: str
+    """ISO-8601 time of the last update."""
+    said_at: str
+    """ISO-8601 time it was said (the turn's time; an imported conversation's own date)."""
+    thread_id: str | None
+    """The thread it came from (provenance)."""
+    message_ids: list[str]
+    """The messages it was made from (provenance)."""
+
+
+class MemoryBudget(TypedDict):
+    """How many memories of each kind a turn may load, chosen from the intent."""
+
+    conversations: int
+    """Recent conversation summaries of the user (other threads)."""
+    memories: int
+    """Memories (facts, preferences, entities, episodes) relevant to the message."""
 
 
 class Memory(TypedDict):

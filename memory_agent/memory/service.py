@@ -29,29 +29,25 @@ from langgraph.store.postgres import AsyncPostgresStore
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.events import now_iso
-from memory_agent.memory import pg
 from memory_agent.memory.dates import day, parse_when, query_dates, resolve_dates
 from memory_agent.memory.extraction import DraftKind, MemoryDraft
 from memory_agent.memory.lexical import (
+    K1,
+    B,
     analyze,
     bm25_scores,
     jaccard,
     query_terms,
     similar_pairs,
 )
-from memory_agent.memory.namespaces import (
-    KINDS,
-    Kind,
-    decode_label,
-    user_namespace,
-    user_prefix,
-)
 from memory_agent.memory.ranking import Candidate, RecallWeights, default_weights, fuse
 from memory_agent.memory.records import (
     HISTORY_SCOPE,
     MEMORY_SCOPE,
     Memory,
+    MemoryBudget,
     MemoryKind,
+    MemoryRecord,
     episode_key,
     episode_value,
     message_source,
@@ -61,7 +57,15 @@ from memory_agent.memory.records import (
     version_id,
     with_terms,
 )
-from memory_agent.state import MemoryBudget, MemoryRecord
+from memory_agent.persistence import store_sql as pg
+from memory_agent.persistence.namespaces import (
+    KINDS,
+    Kind,
+    decode_label,
+    user_namespace,
+    user_prefix,
+)
+from memory_agent.persistence.retention import ForgetReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -137,14 +141,6 @@ class _TurnPlan:
             for ep in self.episodes
         }
         """The source (see `records.message_source`) of each message of the turn, by id."""
-
-
-class ForgetReceipt(TypedDict):
-    """What `forget_user` deleted, by kind."""
-
-    user_id: str
-    deleted: dict[str, int]
-    threads: list[str]
 
 
 class EpisodeDraft(TypedDict):
@@ -695,7 +691,7 @@ class MemoryService:
             return [], True
         namespaces = [user_namespace(user_id, _KIND_NAMESPACE[k]) for k in kinds]
         if isinstance(self.store, AsyncPostgresStore):
-            found = await pg.lexical_search(self.store, namespaces, terms, limit=n)
+            found = await pg.lexical_search(self.store, namespaces, terms, limit=n, k1=K1, b=B)
             return found, len(found) < n
         items = [i for ns in namespaces for i in await self._all(ns, {"scope": MEMORY_SCOPE})]
         docs = [(i.value.get("terms") or {}, float(i.value.get("length") or 0)) for i in items]

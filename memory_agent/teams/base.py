@@ -37,8 +37,9 @@ from memory_agent.errors import (
     MemoryAgentError,
     TransientError,
 )
+from memory_agent.memory.records import MemoryRecord
 from memory_agent.models import message_text
-from memory_agent.state import Intent, MemoryRecord
+from memory_agent.state import Intent
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _RESERVED = frozenset({"initialize", "planning", "response", "reject"})

@@ -15,9 +15,10 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
 from memory_agent.context import StructuredOutputMethod
+from memory_agent.memory.records import MemoryRecord
 from memory_agent.models import ModelFallback, decide, structured_call
 from memory_agent.prompts import TEAM_CHOICE_PROMPT
-from memory_agent.state import Intent, MemoryRecord, TeamTask
+from memory_agent.state import Intent, TeamTask
 from memory_agent.teams.base import Team, TeamRequest
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from memory_agent.auth import hash_token
+from memory_agent.server.tokens import hash_token
 from tests.e2e.devserver import DevServer
 from tests.pg import fresh_database, server_url
 

@@ -17,7 +17,7 @@ import pytest
 from langgraph_sdk.client import LangGraphClient
 
 from memory_agent import open_agent
-from memory_agent.memory.namespaces import user_prefix
+from memory_agent.persistence.namespaces import user_prefix
 from tests.e2e.conftest import USERS, Running, bearer
 from tests.e2e.sdk import GRAPH, MODES, checkpoint_metadata, new_thread, status_of, stream_turn
 

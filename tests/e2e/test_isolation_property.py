@@ -54,7 +54,7 @@ from langgraph.types import Command
 from langgraph_sdk.client import LangGraphClient
 
 from memory_agent import GuardedAgent, cli, open_agent
-from memory_agent.memory.namespaces import decode_label, encode_label, user_namespace
+from memory_agent.persistence.namespaces import decode_label, encode_label, user_namespace
 from tests.e2e.conftest import NAMES, USERS, Running, bearer
 from tests.e2e.sdk import GRAPH
 

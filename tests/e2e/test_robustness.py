@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langgraph_sdk.client import LangGraphClient
 
-from memory_agent.memory.namespaces import user_namespace
+from memory_agent.persistence.namespaces import user_namespace
 from tests.e2e.conftest import NAMES, USERS, bearer
 from tests.e2e.sdk import GRAPH, new_thread, status_of
 

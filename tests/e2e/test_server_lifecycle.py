@@ -18,7 +18,7 @@ import psutil
 import pytest
 from langgraph_sdk import get_client
 
-from memory_agent.server import OPEN_SERVER_WARNING
+from memory_agent.server.deployment import OPEN_SERVER_WARNING
 from tests.e2e.conftest import Running
 from tests.e2e.devserver import LANGGRAPH, QUIET_ENV, REPO, DevServer, free_port, prepare_project
 from tests.e2e.sdk import GRAPH

@@ -16,7 +16,7 @@ from memory_agent import (
     ThreadOwnershipError,
     open_agent,
 )
-from memory_agent.manage import forget_user, memories
+from memory_agent.agent.manage import forget_user, memories
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,14 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from memory_agent import MemoryService, open_agent
-from memory_agent.checkpointer import BoundedPostgresSaver
+from memory_agent.embeddings import resolve_embeddings
 from memory_agent.graph import make_builder
-from memory_agent.memory.embeddings import resolve_embeddings
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.service import ConversationFields
-from memory_agent.persistence import ExactSearchStore, index_config, open_pool, setup_database
+from memory_agent.persistence.checkpointer import BoundedPostgresSaver
+from memory_agent.persistence.pool import open_pool
+from memory_agent.persistence.schema import setup_database
+from memory_agent.persistence.store import ExactSearchStore, index_config
 
 pytestmark = pytest.mark.integration
 

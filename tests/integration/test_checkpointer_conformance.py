@@ -20,8 +20,8 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.graph import START, StateGraph
 
-from memory_agent.checkpointer import BoundedPostgresSaver
-from memory_agent.persistence import open_pool
+from memory_agent.persistence.checkpointer import BoundedPostgresSaver
+from memory_agent.persistence.pool import open_pool
 
 pytestmark = pytest.mark.integration
 

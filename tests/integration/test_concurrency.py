@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from memory_agent import AgentContext, GuardedAgent, ThreadBusyError, memories, open_agent
-from memory_agent.locks import thread_key
+from memory_agent.persistence.locks import thread_key
 from tests.models import EchoModel
 
 pytestmark = pytest.mark.integration

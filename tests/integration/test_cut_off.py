@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from memory_agent import GuardedAgent, ThreadOwnershipError, open_agent
-from memory_agent.guard import LATEST_CHECKPOINTS, LatestTurn
+from memory_agent.agent.boundary import LATEST_CHECKPOINTS, LatestTurn
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 HOLD = """
 import asyncio, sys
-from memory_agent.persistence import database_url
+from memory_agent.persistence.embedded import database_url
 print(asyncio.run(database_url()), flush=True)
 sys.stdin.readline()
 """

@@ -10,11 +10,10 @@ import pytest
 from langgraph.store.memory import InMemoryStore
 
 from memory_agent import Agent, AgentContext, ConfigurationError, open_agent
-from memory_agent.manage import memories
-from memory_agent.memory.embeddings import HashingEmbeddings
+from memory_agent.agent.manage import memories, reindex_store
+from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.ranking import RecallWeights
 from memory_agent.memory.service import MemoryService
-from memory_agent.persistence import reindex_store
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from memory_agent import (
     open_agent,
     prune,
 )
-from memory_agent.locks import thread_key, user_key
+from memory_agent.persistence.locks import thread_key, user_key
 from tests.models import HookModel
 
 pytestmark = pytest.mark.integration

@@ -30,12 +30,12 @@ from memory_agent import (
     open_agent,
     resume_turn,
 )
-from memory_agent import persistence as persistence_module
-from memory_agent.checkpointer import BoundedPostgresSaver
-from memory_agent.guard import cut_off
+from memory_agent.agent import open as persistence_module
+from memory_agent.agent.boundary import cut_off
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.lexical import MAX_TERM_CHARS
 from memory_agent.memory.service import EpisodeDraft
+from memory_agent.persistence.checkpointer import BoundedPostgresSaver
 
 pytestmark = pytest.mark.integration
 

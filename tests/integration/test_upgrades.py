@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from memory_agent import ConfigurationError, forget_user, memories, open_agent
-from memory_agent.migrations import MIGRATIONS
+from memory_agent.persistence.migrations import MIGRATIONS
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,12 @@ import pytest
 from langgraph.store.base import PutOp, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
 
-from memory_agent.memory.embeddings import resolve_embeddings
-from memory_agent.memory.namespaces import encode_label, user_namespace, user_prefix
-from memory_agent.persistence import ExactSearchStore, index_config, open_pool, setup_database
-from memory_agent.vector_search import index_large_users, user_index_name
+from memory_agent.embeddings import resolve_embeddings
+from memory_agent.persistence.namespaces import encode_label, user_namespace, user_prefix
+from memory_agent.persistence.pool import open_pool
+from memory_agent.persistence.schema import setup_database
+from memory_agent.persistence.store import ExactSearchStore, index_config
+from memory_agent.persistence.vector_search import index_large_users, user_index_name
 
 pytestmark = pytest.mark.integration
 

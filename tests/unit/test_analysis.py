@@ -9,7 +9,7 @@ from langgraph.store.memory import InMemoryStore
 
 from memory_agent import MemoryService, build_graph
 from memory_agent.analysis import entries_of, report_lines, thread_report
-from memory_agent.memory.embeddings import HashingEmbeddings
+from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.state import TURN_LOG_TURNS, append_turns
 from tests.unit.test_teams import Probe
 

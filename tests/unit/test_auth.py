@@ -10,20 +10,17 @@ from typing import Any
 import pytest
 from langgraph_sdk import Auth
 
-from memory_agent.auth import (
+from memory_agent.errors import ConfigurationError
+from memory_agent.persistence.namespaces import user_prefix
+from memory_agent.server.auth import (
     ANONYMOUS,
     OWNER_KEY,
-    TOKENS_ENV,
-    TokenTable,
-    bearer_token,
     build_auth,
-    hash_token,
     own_namespaces,
     own_threads,
     read_only_assistants,
 )
-from memory_agent.errors import ConfigurationError
-from memory_agent.memory.namespaces import user_prefix
+from memory_agent.server.tokens import TOKENS_ENV, TokenTable, bearer_token, hash_token
 
 
 @dataclass

@@ -13,8 +13,8 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langgraph.types import Command
 
 from memory_agent import AgentContext, InvalidInputError
-from memory_agent.memory.namespaces import validate_user_id
-from memory_agent.retention import parse_age
+from memory_agent.persistence.namespaces import validate_user_id
+from memory_agent.persistence.retention import parse_age
 from memory_agent.secrets import is_secret_key, scrub_metadata
 from memory_agent.validation import MAX_THREAD_ID_CHARS, validate_thread_id, validate_turn
 

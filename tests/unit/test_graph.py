@@ -19,7 +19,7 @@ from memory_agent import (
     build_graph,
     graph,
 )
-from memory_agent.memory.embeddings import HashingEmbeddings
+from memory_agent.embeddings import HashingEmbeddings
 
 
 def fake(*answers: str) -> GenericFakeChatModel:

@@ -12,8 +12,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.store.memory import InMemoryStore
 
 from memory_agent import InvalidInputError
+from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.dates import resolve_dates
-from memory_agent.memory.embeddings import HashingEmbeddings
 from memory_agent.memory.extraction import extract_with_rules
 from memory_agent.memory.ingest import TurnRecord, episodes_of, extract, remember_turn
 from memory_agent.memory.lexical import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from memory_agent.migrations import MIGRATIONS
+from memory_agent.persistence.migrations import MIGRATIONS
 
 RELEASED = [
     "2839d5b01efd40b5290562edd5d077be8c0e622838b5cc687427a1e337582087",  # v0 settings

@@ -10,7 +10,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from memory_agent import AgentContext, MemoryService, build_graph
-from memory_agent.memory.embeddings import HashingEmbeddings
+from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.extraction import extract_with_rules
 
 

@@ -13,8 +13,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from memory_agent import AgentContext, MemoryService, ModelError, build_graph
-from memory_agent.guard import cut_off
-from memory_agent.memory.embeddings import HashingEmbeddings
+from memory_agent.agent.boundary import cut_off
+from memory_agent.embeddings import HashingEmbeddings
 from tests.openai_server import (
     DEFAULT_SCRIPT,
     Reply,

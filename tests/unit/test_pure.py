@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from memory_agent import AgentContext, ConfigurationError, InvalidInputError, OfflineChatModel
+from memory_agent.embeddings import HashingEmbeddings, cosine
 from memory_agent.intent import budget_for, classify_by_rules
-from memory_agent.memory.embeddings import HashingEmbeddings, cosine
 from memory_agent.memory.extraction import extract_with_rules
-from memory_agent.memory.namespaces import decode_label, encode_label, validate_user_id
 from memory_agent.memory.summaries import extractive_summary, title_for
+from memory_agent.persistence.namespaces import decode_label, encode_label, validate_user_id
 from memory_agent.validation import validate_thread_id
 
 INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")

@@ -10,8 +10,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.store.memory import InMemoryStore
 
+from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.dates import find_dates, query_dates
-from memory_agent.memory.embeddings import HashingEmbeddings
 from memory_agent.memory.ingest import TurnRecord, extract, remember_turn
 from memory_agent.memory.records import is_question
 from memory_agent.memory.service import MemoryService

@@ -7,7 +7,7 @@ import pytest
 from psycopg import errors
 
 from memory_agent import StorageRefusedError
-from memory_agent.memory.pg import MAX_BATCH_OPS, is_outage, refused
+from memory_agent.persistence.store_sql import MAX_BATCH_OPS, is_outage, refused
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from memory_agent import (
     default_teams,
 )
 from memory_agent.cli import _progress
-from memory_agent.memory.embeddings import HashingEmbeddings
+from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.teams import is_transient
 from memory_agent.teams.builtin import search_memory
 

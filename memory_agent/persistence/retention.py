@@ -27,9 +27,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
-from memory_agent.locks import thread_key, user_key
-from memory_agent.memory.namespaces import KINDS, ROOT, encode_label
-from memory_agent.memory.service import ForgetReceipt
+from memory_agent.persistence.locks import thread_key, user_key
+from memory_agent.persistence.namespaces import KINDS, ROOT, encode_label
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +81,14 @@ MAX_AGE = timedelta(days=36_500)
 it means "never", and far beyond it overflows Python's dates."""
 
 Pool = AsyncConnectionPool[Any]
+
+
+class ForgetReceipt(TypedDict):
+    """What `forget_user` deleted, by kind."""
+
+    user_id: str
+    deleted: dict[str, int]
+    threads: list[str]
 
 
 class PruneReceipt(TypedDict):

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 
 from memory_agent.errors import DatabaseUnavailableError, ThreadBusyError
+from memory_agent.persistence.pool import CONNECTION_KWARGS, describe
 
 logger = logging.getLogger(__name__)
 
@@ -247,3 +248,15 @@ def _busy(thread_id: str) -> ThreadBusyError:
         f"thread {thread_id!r} is busy: another turn on it (or a deletion of its user's data) "
         "is still running; nothing of this turn was stored, send it again later"
     )
+
+
+def thread_locks(url: str, *, timeout: float = 60.0) -> ThreadLocks:
+    """The advisory locks of one process on `url` (no I/O until the first lock is taken)."""
+    connect = functools.partial(
+        psycopg.AsyncConnection.connect,
+        url,
+        **CONNECTION_KWARGS,
+        connect_timeout=10,
+        application_name="memory_agent.locks",
+    )
+    return ThreadLocks(connect, timeout=timeout, describe=describe(url))

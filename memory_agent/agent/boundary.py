@@ -45,9 +45,9 @@ from memory_agent.errors import (
 )
 from memory_agent.graph import Agent
 from memory_agent.identity import authenticated_user, claimed_user, not_theirs
-from memory_agent.locks import ThreadLocks
-from memory_agent.memory.pg import is_outage
 from memory_agent.models import check_models
+from memory_agent.persistence.locks import ThreadLocks
+from memory_agent.persistence.store_sql import is_outage
 from memory_agent.secrets import refuse_secret_keys
 from memory_agent.validation import thread_id_from, validate_messages, validate_turn
 

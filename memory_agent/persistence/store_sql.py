@@ -1,7 +1,7 @@
 """The PostgreSQL side of memory: an inverted index for BM25, the embedder record, re-embedding.
 
 Recall's BM25 reads our inverted index (its vector search is the store's). Our tables, created
-by `memory_agent.migrations` (append-only: the index is the version):
+by `memory_agent.persistence.migrations` (append-only: the index is the version):
 - `memory_terms`: one row per (memory, term) with the term's weight and the memory's length,
   keyed (namespace, term, memory), so BM25 reads only the postings of the query's terms in the
   user's namespaces, however many memories the user has;
@@ -21,7 +21,7 @@ import contextlib
 import copy
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict, cast
 
@@ -33,9 +33,6 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import ConfigurationError, DatabaseUnavailableError, StorageRefusedError
-from memory_agent.memory.lexical import K1, B
-from memory_agent.memory.records import with_terms
-from memory_agent.migrations import apply_migrations
 
 logger = logging.getLogger(__name__)
 
@@ -247,8 +244,10 @@ async def lexical_search(
     terms: Sequence[str],
     *,
     limit: int,
+    k1: float,
+    b: float,
 ) -> list[SearchItem]:
-    """The best `limit` current memories of `namespaces` by BM25 for the query `terms`.
+    """The best `limit` current memories of `namespaces` by BM25 (`k1`, `b`) for `terms`.
 
     Raises:
         ConfigurationError: the inverted index is missing (the database was not set up by
@@ -260,8 +259,8 @@ async def lexical_search(
     params: dict[str, Any] = {
         "namespaces": [".".join(ns) for ns in namespaces],
         "terms": list(terms),
-        "k1": K1,
-        "b": B,
+        "k1": k1,
+        "b": b,
         "limit": limit,
     }
     try:
@@ -286,11 +285,6 @@ async def lexical_search(
         )
         for row in rows
     ]
-
-
-async def migrate(conn: psycopg.AsyncConnection[DictRow]) -> None:
-    """Apply the migrations not applied yet (idempotent); see `memory_agent.migrations`."""
-    await apply_migrations(conn)
 
 
 async def recorded_embedder(conn: psycopg.AsyncConnection[DictRow]) -> EmbedderRecord | None:
@@ -335,8 +329,12 @@ async def check_embedder(conn: psycopg.AsyncConnection[DictRow], record: Embedde
     await record_embedder(conn, record)
 
 
-async def reindex(store: AsyncPostgresStore, record: EmbedderRecord) -> ReindexReceipt:
-    """Re-embed every stored item with `store`'s embedder and refresh memories' terms.
+async def reindex(
+    store: AsyncPostgresStore,
+    record: EmbedderRecord,
+    refresh: Callable[[dict[str, Any]], dict[str, Any]],
+) -> ReindexReceipt:
+    """Re-embed every stored item with `store`'s embedder; `refresh` renews a memory's terms.
 
     The vector column is re-typed when the dimensions change; items are re-written through
     the store (so it embeds them) page by page, and the new embedder is recorded last: an
@@ -362,7 +360,7 @@ async def reindex(store: AsyncPostgresStore, record: EmbedderRecord) -> ReindexR
         for r in rows:
             value = r["value"]
             if isinstance(value, dict) and "terms" in value:
-                value = with_terms(value)
+                value = refresh(value)
             ops.append(PutOp(tuple(r["prefix"].split(".")), r["key"], value))
         await store.abatch(ops)
         items += len(rows)

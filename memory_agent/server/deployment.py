@@ -34,8 +34,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import StateUpdate
 from starlette.exceptions import HTTPException
 
-from memory_agent.auth import TokenTable
-from memory_agent.checkpointer import BoundedPostgresSaver
+from memory_agent.agent.boundary import Guard, GuardedAgent, guard_agent, latest_turn
 from memory_agent.context import AgentContext
 from memory_agent.errors import (
     ConfigurationError,
@@ -48,21 +47,14 @@ from memory_agent.errors import (
     ThreadOwnershipError,
 )
 from memory_agent.graph import build_graph
-from memory_agent.guard import Guard, GuardedAgent, guard_agent, latest_turn
 from memory_agent.identity import authenticated_user, not_theirs
-from memory_agent.memory.embeddings import resolve_embeddings
-from memory_agent.persistence import (
-    ExactSearchStore,
-    Pool,
-    database_url,
-    describe,
-    held_database,
-    index_config,
-    open_pool,
-    redact,
-    setup_database,
-    thread_locks,
-)
+from memory_agent.persistence.checkpointer import BoundedPostgresSaver
+from memory_agent.persistence.embedded import database_url, held_database
+from memory_agent.persistence.locks import thread_locks
+from memory_agent.persistence.opening import open_store
+from memory_agent.persistence.pool import Pool, describe, open_pool, redact
+from memory_agent.persistence.store import ExactSearchStore
+from memory_agent.server.tokens import TokenTable
 
 logger = logging.getLogger(__name__)
 
@@ -96,19 +88,6 @@ async def server_pool() -> AsyncIterator[Pool]:
         logger.info("memory_agent server persistence on %s", redact(url))
         async with open_pool(url, max_size=_pool_size()) as pool:
             yield pool
-
-
-@asynccontextmanager
-async def open_server_store(pool: Pool, *, setup: bool = True) -> AsyncIterator[ExactSearchStore]:
-    """Our store over `pool`, with the embedder of $MEMORY_AGENT_EMBEDDINGS (default offline).
-
-    With `setup`, every table (checkpointer's and store's) is created or upgraded first.
-    """
-    embeddings, dims = resolve_embeddings()
-    index = index_config(embeddings, dims)
-    if setup:
-        await setup_database(pool, index)
-    yield ExactSearchStore(pool, index=index)
 
 
 class ThreadOfAnotherUser(HTTPException, ThreadOwnershipError):
@@ -192,8 +171,8 @@ class ServerCheckpointer(BoundedPostgresSaver):
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
     """The server's checkpointer (`checkpointer.path` in langgraph.json): threads keep bounded
-    storage here too (superseded checkpoints pruned, see `memory_agent.checkpointer`), and
-    every access is checked against the caller (`ServerCheckpointer`).
+    storage here too (superseded checkpoints pruned, see `persistence.checkpointer`), and every
+    access is checked against the caller (`ServerCheckpointer`).
 
     Entered once at start-up: it warns when the server is open (no tokens configured), and a
     failure stops the server (see `_fatal_at_startup`)."""
@@ -316,8 +295,8 @@ graph = guard_agent(build_graph(), None, cls=ServerAgent, client_context=AgentCo
 
 @asynccontextmanager
 async def _store() -> AsyncIterator[ExactSearchStore]:
-    async with server_pool() as pool, open_server_store(pool) as opened:
-        yield opened
+    async with server_pool() as pool:
+        yield await open_store(pool)
 
 
 @asynccontextmanager

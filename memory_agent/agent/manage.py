@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.base import BaseStore, SearchOp
@@ -13,9 +14,21 @@ from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import ConfigurationError, InvalidInputError
 from memory_agent.graph import Agent
-from memory_agent.memory.namespaces import KINDS, user_namespace, validate_user_id
-from memory_agent.memory.service import KNOWLEDGE, ForgetReceipt, MemoryService
-from memory_agent.retention import PruneReceipt, forget_user_data, parse_age, prune_threads
+from memory_agent.memory.records import with_terms
+from memory_agent.memory.service import KNOWLEDGE, MemoryService
+from memory_agent.persistence.embedded import database_url
+from memory_agent.persistence.namespaces import KINDS, user_namespace, validate_user_id
+from memory_agent.persistence.pool import open_pool
+from memory_agent.persistence.retention import (
+    ForgetReceipt,
+    PruneReceipt,
+    forget_user_data,
+    parse_age,
+    prune_threads,
+)
+from memory_agent.persistence.schema import reindex_database
+from memory_agent.persistence.store import index_config, resolve
+from memory_agent.persistence.store_sql import ReindexReceipt
 
 
 def _parts(agent: Agent) -> tuple[BaseStore, BaseCheckpointSaver[Any] | None]:
@@ -142,3 +155,16 @@ async def prune(
         raise ConfigurationError("prune needs the PostgreSQL agent of open_agent()")
     age = parse_age(older_than) if isinstance(older_than, str) else older_than
     return await prune_threads(pool, age, keep_summaries=keep_summaries, dry_run=dry_run)
+
+
+async def reindex_store(
+    database: str | None = None, *, embeddings: str | Embeddings | None = None
+) -> ReindexReceipt:
+    """Re-embed every stored item with `embeddings` (default: $MEMORY_AGENT_EMBEDDINGS).
+
+    Run it after changing the embedder: `open_agent` refuses vectors made by another one.
+    """
+    emb, dims = await resolve(embeddings)
+    url = await database_url(database)
+    async with open_pool(url, max_size=2) as pool:
+        return await reindex_database(pool, index_config(emb, dims), with_terms)

@@ -1,7 +1,7 @@
 """HTTP routes of the LangGraph server for a user's own memory (`http.app` in langgraph.json).
 
-Every route acts on the caller's data only. With auth on (see `memory_agent.auth`) the caller is
-the authenticated user and a `user_id` query parameter, if given, must be the same user; on an
+Every route acts on the caller's data only. With auth on (see `server.auth`) the caller is the
+authenticated user and a `user_id` query parameter, if given, must be the same user; on an
 open server (no tokens configured) `user_id` is required and names the user.
 
     GET    /me                            who the caller is: {"user_id", "auth"}
@@ -46,17 +46,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from memory_agent.agent.boundary import latest_turn
 from memory_agent.analysis import thread_report
-from memory_agent.auth import OWNER_KEY, TokenTable, bearer_token
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
-from memory_agent.guard import latest_turn
 from memory_agent.memory.extraction import DraftKind
-from memory_agent.memory.namespaces import user_namespace, validate_user_id
+from memory_agent.memory.records import MemoryBudget
 from memory_agent.memory.service import MemoryService
-from memory_agent.persistence import Pool
-from memory_agent.retention import forget_user_data
-from memory_agent.server import open_server_store, server_pool
-from memory_agent.state import MemoryBudget
+from memory_agent.persistence.namespaces import user_namespace, validate_user_id
+from memory_agent.persistence.opening import open_store
+from memory_agent.persistence.pool import Pool
+from memory_agent.persistence.retention import forget_user_data
+from memory_agent.server.auth import OWNER_KEY
+from memory_agent.server.deployment import server_pool
+from memory_agent.server.tokens import TokenTable, bearer_token
 from memory_agent.validation import storage_problem, validate_key
 
 logger = logging.getLogger(__name__)
@@ -396,11 +398,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Open the routes' own pool on the server's database (the server has set up the tables)."""
     async with (
         server_pool() as pool,
-        open_server_store(pool, setup=False) as store,
         get_client(url=None, api_key=None) as client,  # in-process, no auth: we filter
     ):
         app.state.memory_routes = _Deps(
-            service=MemoryService(store),
+            service=MemoryService(await open_store(pool, setup=False)),
             pool=pool,
             client=client,
             tokens=TokenTable.from_env(),

@@ -30,12 +30,11 @@ from typing import Any, TypeVar
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
+from memory_agent.agent.boundary import GuardedAgent, resume_turn
+from memory_agent.agent.manage import forget_user, memories, prune
+from memory_agent.agent.open import open_agent
 from memory_agent.errors import ConfigurationError
-from memory_agent.guard import GuardedAgent, resume_turn
-from memory_agent.manage import forget_user, memories, prune
-from memory_agent.memory.service import ForgetReceipt
-from memory_agent.persistence import open_agent
-from memory_agent.retention import PruneReceipt
+from memory_agent.persistence.retention import ForgetReceipt, PruneReceipt
 
 T = TypeVar("T")
 

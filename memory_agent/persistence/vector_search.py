@@ -42,8 +42,8 @@ from langgraph.store.base import SearchItem, SearchOp
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from memory_agent.memory.namespaces import ROOT
-from memory_agent.vectors import vector_text
+from memory_agent.persistence.namespaces import ROOT
+from memory_agent.persistence.vectors import vector_text
 
 logger = logging.getLogger(__name__)
 
