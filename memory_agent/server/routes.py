@@ -18,7 +18,7 @@ open server (no tokens configured) `user_id` is required and names the user.
     DELETE /me                            forget me: every memory and thread -> a receipt
                                           (checkpoints and memories in one transaction)
 
-The chat page (`memory_agent/ui/`) is served at `/ui/` without a token: static files only, no
+The chat page (`memory_agent/server/ui/`) is served at `/ui/` without a token: static files only, no
 data; everything it shows comes from the routes above and the server's own API, called with the
 caller's token.
 
@@ -357,7 +357,7 @@ async def _ui(request: Request) -> Response:
     name = request.path_params.get("name") or "index.html"
     if name not in _UI_FILES:
         return JSONResponse({"error": "not_found", "detail": "no such file"}, status_code=404)
-    body = (resources.files("memory_agent") / "ui" / name).read_bytes()
+    body = (resources.files("memory_agent.server") / "ui" / name).read_bytes()
     return Response(body, media_type=_UI_FILES[name], headers=_UI_HEADERS)
 
 
