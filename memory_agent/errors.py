@@ -1,11 +1,19 @@
-"""The exceptions memory_agent raises, in one place.
+"""The exceptions memory_agent raises, and the one place psycopg's errors are translated.
 
 Every error the package raises on purpose is a `MemoryAgentError`; lower-level errors
-(psycopg, pgserver, LangChain) are wrapped at the boundary with `raise ... from exc` so the
-caller sees what went wrong in our terms and can still reach the cause.
+(psycopg, pgserver, LangChain) are wrapped with `raise ... from exc` so the caller sees what
+went wrong in our terms and can still reach the cause. Every PostgreSQL error goes through
+`database_errors` (or `database_error`), so each message has one shape and names the database:
+"<database> failed while <doing>: <cause>. <consequence>".
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import PoolTimeout
 
 
 class MemoryAgentError(Exception):
@@ -101,3 +109,77 @@ REJECTION_ERRORS: dict[str, type[MemoryAgentError]] = {
     "storage": StorageRefusedError,
 }
 """Maps the `rejection.code` recorded in the state to the error the `reject` node raises."""
+
+
+_OUTAGE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+"""SQLSTATE classes of a failing server rather than a refused statement: connection exception,
+transaction rollback (serialization, deadlock), insufficient resources, object not in
+prerequisite state (lock not available), operator intervention (shutdown), system error,
+internal error."""
+
+
+def is_outage(exc: psycopg.Error) -> bool:
+    """Whether `exc` is PostgreSQL failing (down, restarting, out of resources, a conflict worth
+    another attempt) rather than refusing what was sent (bad data, a limit, a schema error).
+
+    An error without an SQLSTATE comes from the client (a lost connection): an outage.
+    """
+    state = exc.sqlstate
+    return state is None or state[:2] in _OUTAGE_CLASSES
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, PoolTimeout):
+        return f"it could not be reached ({first_line(exc)}; is it running?)"
+    return first_line(exc)
+
+
+def database_error(
+    exc: psycopg.Error,
+    doing: str,
+    *,
+    database: str | None = None,
+    after: str = "",
+    retry: str = "",
+    refusals: bool = False,
+) -> MemoryAgentError:
+    """Our error for `exc`, raised by PostgreSQL (`database`) while `doing` something.
+
+    With `refusals`, an error that is not an outage (see `is_outage`) is a
+    `StorageRefusedError`: PostgreSQL is up and refused what was sent, and sending it again
+    fails the same way. Otherwise (and for every outage) it is a `DatabaseUnavailableError`.
+    `after` says what the failure left behind ("nothing was deleted"); `retry`, for an outage,
+    how to finish once the database is back.
+    """
+    name = database or "PostgreSQL"
+    tail = "".join(f". {part}" for part in (after, retry) if part)
+    if refusals and not is_outage(exc):
+        return StorageRefusedError(
+            f"{name} refused {doing}: {_cause(exc)} (SQLSTATE {exc.sqlstate}). The database "
+            f"is up{'; ' + after if after else ''}"
+        )
+    return DatabaseUnavailableError(f"{name} failed while {doing}: {_cause(exc)}{tail}")
+
+
+@contextmanager
+def database_errors(
+    doing: str,
+    *,
+    database: str | None = None,
+    after: str = "",
+    retry: str = "",
+    refusals: bool = False,
+) -> Iterator[None]:
+    """Translate a psycopg error (or a pool timeout) raised in the block: `database_error`."""
+    try:
+        yield
+    except psycopg.Error as exc:  # a pool's timeout is one too
+        raise database_error(
+            exc, doing, database=database, after=after, retry=retry, refusals=refusals
+        ) from exc

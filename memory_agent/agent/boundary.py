@@ -33,21 +33,20 @@ import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_CHECKPOINT_NS, CONFIG_KEY_SEND
 from langgraph.types import StateSnapshot, StateUpdate
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.context import AgentContext, client_context, resolve_context
 from memory_agent.errors import (
     ConfigurationError,
-    DatabaseUnavailableError,
     InvalidInputError,
-    StorageRefusedError,
     ThreadOwnershipError,
+    database_error,
+    database_errors,
 )
 from memory_agent.graph import Agent
 from memory_agent.identity import authenticated_user, claimed_user, not_theirs
 from memory_agent.models import check_models
 from memory_agent.persistence.locks import ThreadLocks
-from memory_agent.persistence.store_sql import is_outage
 from memory_agent.secrets import refuse_secret_keys
 from memory_agent.validation import thread_id_from, validate_messages, validate_turn
 
@@ -164,27 +163,23 @@ class GuardedAgent(Agent):
                 async for part in super().astream(turn, config, context=ctx, **kwargs):
                     yield part
         except psycopg.Error as exc:
-            if not is_outage(exc):
-                raise StorageRefusedError(
-                    f"{guard.database} refused an operation of the turn on thread "
-                    f"{thread_id!r}: {_cause(exc)} (SQLSTATE {exc.sqlstate}). The database is "
-                    "up; the thread keeps its last checkpoint."
-                ) from exc
-            raise DatabaseUnavailableError(
-                f"{guard.database} failed during a turn on thread {thread_id!r}: "
-                f"{_cause(exc)}. The thread keeps its last checkpoint: once the database is "
-                "back, ainvoke(None, config) finishes the turn."
+            raise database_error(
+                exc,
+                f"a turn on thread {thread_id!r}",
+                database=guard.database,
+                refusals=True,
+                after="the thread keeps its last checkpoint",
+                retry="Once the database is back, ainvoke(None, config) finishes the turn",
             ) from exc
 
     async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
         if self.boundary is not None and not _nested(config):
             thread_id_from(config)  # a thread id PostgreSQL cannot hold is an input error
-        try:
+        guard = self.boundary
+        with database_errors(
+            "reading the thread's state", database=guard.database if guard else None
+        ):
             return await super().aget_state(config, subgraphs=subgraphs)
-        except psycopg.Error as exc:
-            guard = self.boundary
-            name = guard.database if guard else "PostgreSQL"
-            raise DatabaseUnavailableError(f"{name} failed: {_cause(exc)}") from exc
 
     async def _latest(self, thread_id: str) -> LatestTurn:
         guard = self.boundary
@@ -196,10 +191,8 @@ class GuardedAgent(Agent):
         guard = self.boundary
         if guard is None:
             return await cut_off(self, config)
-        try:
+        with database_errors("reading the thread's last turn", database=guard.database):
             return (await self._latest(thread_id_from(config))).cut_off
-        except psycopg.Error as exc:
-            raise DatabaseUnavailableError(f"{guard.database} failed: {_cause(exc)}") from exc
 
     async def _user_of(self, turn: dict[str, Any] | None, config: RunnableConfig | None) -> Any:
         """The user a run acts for (for the shared user lock), None when anonymous."""
@@ -252,17 +245,6 @@ def _check_update(update: Any) -> None:
     for key in ("summary", "title"):
         if key in update and not isinstance(update[key], str):
             raise InvalidInputError(f"{key} must be a string")
-
-
-def _cause(exc: BaseException) -> str:
-    if isinstance(exc, PoolTimeout):
-        return f"it could not be reached ({_first_line(exc)}; is it running?)"
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def guard_agent(

@@ -29,7 +29,12 @@ from typing import Any
 
 import psycopg
 
-from memory_agent.errors import DatabaseUnavailableError, ThreadBusyError
+from memory_agent.errors import (
+    DatabaseUnavailableError,
+    ThreadBusyError,
+    database_error,
+    database_errors,
+)
 from memory_agent.persistence.pool import CONNECTION_KWARGS, describe
 
 logger = logging.getLogger(__name__)
@@ -175,9 +180,8 @@ class ThreadLocks:
                 raise
             except psycopg.Error as exc:
                 await self._drop(conn)
-                raise DatabaseUnavailableError(
-                    f"{self._describe} failed while locking thread {thread_id!r}: "
-                    f"{str(exc).strip()}"
+                raise database_error(
+                    exc, f"locking thread {thread_id!r}", database=self._describe
                 ) from exc
             if ok:
                 return generation
@@ -220,12 +224,8 @@ class ThreadLocks:
     async def _connection(self) -> tuple[psycopg.AsyncConnection[Any], int]:
         async with self._opening:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                try:
+                with database_errors("connecting for the thread locks", database=self._describe):
                     self._conn = await self._connect()
-                except psycopg.Error as exc:
-                    raise DatabaseUnavailableError(
-                        f"cannot connect to {self._describe}: {str(exc).strip()}"
-                    ) from exc
                 self._generation += 1
             return self._conn, self._generation
 

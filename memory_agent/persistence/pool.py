@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 from psycopg_pool.pool_async import AddConnection, MaintenanceTask
 
-from memory_agent.errors import DatabaseUnavailableError
+from memory_agent.errors import database_errors
 from memory_agent.persistence.vectors import register_vector_dumper
 
 logger = logging.getLogger(__name__)
@@ -105,13 +105,9 @@ async def open_pool(
     Connections are checked before they are handed out (`check_connection`), so the pool
     recovers by itself after PostgreSQL restarts.
     """
-    try:
+    with database_errors("connecting", database=describe(url)):
         probe = await psycopg.AsyncConnection.connect(url, connect_timeout=10)
         await probe.close()
-    except psycopg.Error as exc:
-        raise DatabaseUnavailableError(
-            f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}"
-        ) from exc
     pool: Pool = RecoveringPool(
         url,
         min_size=min_size,
@@ -122,10 +118,8 @@ async def open_pool(
         configure=_configure,
         open=False,
     )
-    try:
+    with database_errors("opening a connection pool", database=describe(url)):
         await pool.open(wait=True, timeout=timeout)
-    except PoolTimeout as exc:
-        raise DatabaseUnavailableError(f"cannot open a pool to {redact(url)}: {exc}") from exc
     try:
         yield pool
     finally:

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
+from memory_agent.errors import InvalidInputError, ThreadBusyError, database_error
 from memory_agent.persistence.locks import thread_key, user_key
 from memory_agent.persistence.namespaces import KINDS, ROOT, encode_label
 
@@ -212,8 +212,8 @@ async def forget_user_data(
             "nothing was deleted, try again"
         ) from exc
     except psycopg.Error as exc:
-        raise DatabaseUnavailableError(
-            f"forgetting user {user_id!r} failed, nothing was deleted: {str(exc).strip()}"
+        raise database_error(
+            exc, f"forgetting user {user_id!r}", after="nothing was deleted"
         ) from exc
     zero = dict.fromkeys(("checkpoints", "checkpoint_blobs", "checkpoint_writes", *KINDS), 0)
     counts = zero | dict(deleted)
@@ -277,7 +277,7 @@ async def prune_threads(
                             deleted["conversations"] += cur.rowcount
             deleted["expired"] += (await conn.execute(DELETE_EXPIRED)).rowcount
     except psycopg.Error as exc:
-        raise DatabaseUnavailableError(f"pruning failed: {str(exc).strip()}") from exc
+        raise database_error(exc, "pruning", after="what was pruned before stays pruned") from exc
     return _prune_receipt(cutoff, False, pruned, busy, deleted)
 
 

@@ -14,7 +14,7 @@ from langgraph.store.postgres.base import PostgresIndexConfig
 from psycopg.rows import DictRow
 
 from memory_agent.embeddings import embedder_name
-from memory_agent.errors import ConfigurationError, DatabaseUnavailableError
+from memory_agent.errors import ConfigurationError, DatabaseUnavailableError, database_error
 from memory_agent.persistence import store_sql as pg
 from memory_agent.persistence import vector_search
 from memory_agent.persistence.locks import lock_key
@@ -61,9 +61,7 @@ async def setup_database(pool: Pool, index: PostgresIndexConfig) -> None:
             await apply_migrations(conn)
             await pg.check_embedder(conn, _embedder_record(index))
     except psycopg.Error as exc:
-        raise DatabaseUnavailableError(
-            f"database setup failed on {describe(url)}: {str(exc).strip()}"
-        ) from exc
+        raise database_error(exc, "setting up the tables", database=describe(url)) from exc
 
 
 async def _take_setup_lock(conn: psycopg.AsyncConnection[DictRow]) -> None:
@@ -100,4 +98,6 @@ async def reindex_database(
         store = ExactSearchStore(pool, index=index)
         return await pg.reindex(store, _embedder_record(index), refresh)
     except psycopg.Error as exc:
-        raise DatabaseUnavailableError(f"re-indexing failed: {exc}") from exc
+        raise database_error(
+            exc, "re-indexing the store", database=describe(str(pool.conninfo))
+        ) from exc

@@ -32,7 +32,14 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from memory_agent.errors import ConfigurationError, DatabaseUnavailableError, StorageRefusedError
+from memory_agent.errors import (
+    ConfigurationError,
+    MemoryAgentError,
+    database_error,
+    is_outage,
+)
+
+__all__ = ["is_outage"]  # still read as `store_sql.is_outage` by the memory service
 
 logger = logging.getLogger(__name__)
 
@@ -116,11 +123,6 @@ sentences a turn holds."""
 LOCK_SUBJECTS = "SELECT count(pg_advisory_xact_lock(k)) AS n FROM unnest(%s::bigint[]) AS k"
 """Transaction-scoped advisory locks, taken in the order given (sorted: no deadlock)."""
 
-_OUTAGE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
-"""SQLSTATE classes of a database that failed or went away (connection, rollback for a
-conflict, resources, lock not available, operator intervention, system, internal) rather than
-of data it refused."""
-
 
 class EmbedderRecord(TypedDict):
     """Which embedder made the stored vectors."""
@@ -150,22 +152,13 @@ async def _connection(store: AsyncPostgresStore) -> AsyncIterator[psycopg.AsyncC
             yield cast(psycopg.AsyncConnection[Any], conn)
 
 
-def is_outage(exc: psycopg.Error) -> bool:
-    """Whether `exc` is PostgreSQL failing (down, restarting, out of resources, a conflict worth
-    another attempt) rather than refusing what was sent (bad data, a limit, a schema error).
-
-    An error without an SQLSTATE comes from the client (a lost connection): an outage.
-    """
-    state = exc.sqlstate
-    return state is None or state[:2] in _OUTAGE_CLASSES
-
-
-def refused(exc: psycopg.Error, what: str) -> StorageRefusedError:
-    """The error that says PostgreSQL refused `what` (see `is_outage`)."""
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return StorageRefusedError(
-        f"PostgreSQL refused to store {what}: {detail} (SQLSTATE {exc.sqlstate or 'none'}). "
-        "The database is up; nothing of this turn was stored and the thread is unchanged."
+def refused(exc: psycopg.Error, what: str) -> MemoryAgentError:
+    """The error that says PostgreSQL refused to store `what` (an outage stays an outage)."""
+    return database_error(
+        exc,
+        f"to store {what}",
+        refusals=True,
+        after="nothing of this turn was stored and the thread is unchanged",
     )
 
 
@@ -273,7 +266,7 @@ async def lexical_search(
             "the memory index is missing: run `memory-agent db setup` (or setup_database)"
         ) from exc
     except psycopg.Error as exc:
-        raise DatabaseUnavailableError(f"memory search failed: {exc}") from exc
+        raise database_error(exc, "searching memories") from exc
     return [
         SearchItem(
             namespace=tuple(row["prefix"].split(".")),

@@ -27,7 +27,6 @@ from contextlib import (
 )
 from typing import Any, TypeVar
 
-import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -45,6 +44,7 @@ from memory_agent.errors import (
     StorageRefusedError,
     ThreadBusyError,
     ThreadOwnershipError,
+    database_errors,
 )
 from memory_agent.graph import build_graph
 from memory_agent.identity import authenticated_user, not_theirs
@@ -196,10 +196,8 @@ async def _checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
         locks = thread_locks(url)
         guard = Guard(locks=locks, database=describe(url), pool=pool)
         saver = ServerCheckpointer(pool, guard=guard)
-        try:
+        with database_errors("setting up the checkpointer", database=describe(url)):
             await saver.setup()
-        except psycopg.Error as exc:
-            raise DatabaseUnavailableError(f"checkpointer setup failed: {exc}") from exc
         _RUNNING.append(saver)
         try:
             yield saver

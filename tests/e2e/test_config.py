@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from memory_agent import auth, routes, server
+from memory_agent.server import auth, routes
+from memory_agent.server import deployment as server
 from tests.e2e.devserver import LANGGRAPH, QUIET_ENV, REPO
 
 pytestmark = pytest.mark.e2e

@@ -66,7 +66,7 @@ def test_make_server_exits_nonzero_when_the_database_is_unreachable(tmp_path: Pa
     code, out = run_until_exit(make_server(free_port()), tmp_path / "work", env)
     assert code != 0
     assert "memory_agent cannot start the server" in out
-    assert "cannot connect to PostgreSQL" in out
+    assert "PostgreSQL database 'nothing' at 127.0.0.1:1 failed while connecting" in out
 
 
 def test_langgraph_dev_with_its_reloader_stops_too(tmp_path: Path) -> None:
@@ -100,13 +100,6 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[DevServer, Path]]:
         if (pid := _postmaster(home / "pgdata")) is not None:
             psutil.Process(pid).terminate()  # a failed test leaves no server behind
 
-
-def _postmaster(pgdata: Path) -> int | None:
-    pidfile = pgdata / "postmaster.pid"
-    if not pidfile.exists():
-        return None
-    pid = int(pidfile.read_text().split()[0])
-    return pid if psutil.pid_exists(pid) else None
 
 
 async def test_make_server_on_the_embedded_database(

@@ -21,20 +21,6 @@ from memory_agent.errors import InvalidInputError
 pytestmark = pytest.mark.integration
 
 
-def run(
-    database_url: str, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "memory_agent.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
 
 def test_ask_threads_memories_forget(database_url: str) -> None:
     told = run(database_url, "ask", "--user", "hana", "--thread", "h1", "My name is Hana.")
@@ -70,7 +56,7 @@ def test_refused_turn_and_bad_database_exit_nonzero(database_url: str) -> None:
     assert "another user" in refused.stderr
     bad = run("postgresql://x@127.0.0.1:1/x", "db", "setup")
     assert bad.returncode == 1
-    assert "cannot connect to PostgreSQL" in bad.stderr
+    assert "PostgreSQL database 'x' at 127.0.0.1:1 failed while connecting" in bad.stderr
 
 
 def test_memories_subcommands_search_history_edit_delete_audit(database_url: str) -> None:
