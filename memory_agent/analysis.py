@@ -19,9 +19,9 @@ from langchain_core.messages import AnyMessage
 from langgraph.store.base import BaseStore, GetOp, Item
 
 from memory_agent.memory.records import MemoryRecord
-from memory_agent.models import message_text
 from memory_agent.persistence.namespaces import Kind, user_namespace
 from memory_agent.state import SupervisorState, TeamRun, TurnEntry, TurnSaved
+from memory_agent.utils import message_text
 
 QUESTION_CHARS = 120
 """How much of the user's message a turn entry keeps."""

@@ -18,6 +18,7 @@ from memory_agent.memory.records import MemoryBudget
 from memory_agent.models import ModelFallback, decide, is_question, structured_call
 from memory_agent.prompts import INTENT_PROMPT
 from memory_agent.state import Intent
+from memory_agent.utils import GREETING
 
 _SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|yo|hiya|good (morning|afternoon|evening|night)|thanks?( you)?|thx|"
@@ -25,7 +26,6 @@ _SMALL_TALK = re.compile(
     r"(there|again|so much|a lot|everyone|friend)?[\s!.?,]*$",
     re.IGNORECASE,
 )
-_GREETING = re.compile(r"^\s*(hi|hello|hey|yo|hiya|good (morning|afternoon|evening))\b", re.I)
 _RECALL = re.compile(
     r"\b(remember|recall|last time|earlier|before|previous(ly)?|again|we (talked|discussed|spoke)|"
     r"i (told|said|mentioned)|you know about me|about me|what(?:'s| is| are| was| were) my|"
@@ -44,7 +44,7 @@ def classify_by_rules(text: str) -> tuple[Intent, str]:
     if not text.strip():
         return "irrelevant", "empty message"
     if _SMALL_TALK.match(text):
-        if _GREETING.match(text):
+        if GREETING.match(text):
             return "greeting", "a greeting"
         return "small_talk", "small talk needs no memory"
     if _RECALL.search(text):

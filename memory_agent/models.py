@@ -41,14 +41,12 @@ from memory_agent.errors import (
     is_unusable_output,
 )
 from memory_agent.prompts import FAILED_PREFIX
+from memory_agent.utils import GREETING, message_text
 
 logger = logging.getLogger(__name__)
 
 OFFLINE = "offline"
 
-_GREETING = re.compile(
-    r"^\s*(hi|hello|hey|yo|hiya|good (morning|afternoon|evening)|greetings)\b", re.IGNORECASE
-)
 _QUESTION_START = re.compile(
     r"^\s*(what|who|where|when|why|how|which|do|does|did|is|are|can|could|would|will|tell me|"
     r"remind me|remember)\b",
@@ -97,20 +95,6 @@ _CONCEPTS = [
 _SUMMARY_PREFIX = "Earlier conversation"
 _EPISODE = re.compile(r"^(\[[^\]]*\]\s*)?User:\s")
 _MAX_LISTED = 6
-
-
-def message_text(message: BaseMessage) -> str:
-    """The text of a message, whatever the shape of its content."""
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return " ".join(parts)
 
 
 _CONCEPT_OF = {_stem(w): min(group) for group in _CONCEPTS for w in group}
@@ -184,7 +168,7 @@ class OfflineChatModel(BaseChatModel):
             if m.type == "human" and (found := _STATED_NAME.search(message_text(m)))
         ]
         name = stated.group(1) if stated else names[0] if names else (earlier or [None])[-1]
-        if _GREETING.match(question) and (stated or len(_terms(question)) <= 3):
+        if GREETING.match(question) and (stated or len(_terms(question)) <= 3):
             met = " Nice to meet you." if stated else ""
             return f"Hello{', ' + name if name else ''}!{met} How can I help you today?"
         if _THANKS.match(question) and not is_question(question):

@@ -19,8 +19,8 @@ from langgraph.types import Command
 
 from memory_agent.context import AgentContext
 from memory_agent.errors import InvalidInputError
-from memory_agent.models import message_text
-from memory_agent.persistence.namespaces import identifier_problem, validate_user_id
+from memory_agent.persistence.namespaces import validate_user_id
+from memory_agent.utils import message_text, validate_identifier
 
 MAX_THREAD_ID_CHARS = 256
 MAX_CONTENT_BLOCKS = 32
@@ -49,17 +49,7 @@ def validate_thread_id(value: object) -> str:
 def validate_key(value: object, what: str = "key") -> str:
     """A key a caller names (thread id, memory key): a short printable string PostgreSQL can
     hold, or InvalidInputError saying what is wrong with it."""
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{what} must be a string, not {type(value).__name__}")
-    if not value.strip():
-        raise InvalidInputError(f"{what} must not be empty or blank")
-    if len(value) > MAX_THREAD_ID_CHARS:
-        raise InvalidInputError(
-            f"{what} is {len(value)} characters long; the limit is {MAX_THREAD_ID_CHARS}"
-        )
-    if problem := identifier_problem(value):
-        raise InvalidInputError(f"{what} {problem}")
-    return value
+    return validate_identifier(value, what, max_chars=MAX_THREAD_ID_CHARS)
 
 
 def thread_id_from(config: object) -> str:

@@ -22,7 +22,8 @@ from memory_agent.memory.dates import parse_when
 from memory_agent.memory.extraction import MemoryDraft, extract_with_model, extract_with_rules
 from memory_agent.memory.records import is_episode_key
 from memory_agent.memory.service import ConversationFields, EpisodeDraft, MemoryService
-from memory_agent.models import ModelFallback, decide, is_offline, message_text
+from memory_agent.models import ModelFallback, decide, is_offline
+from memory_agent.utils import message_text
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
-from memory_agent.models import ModelFallback, decide, internal_text, is_offline, message_text
+from memory_agent.models import ModelFallback, decide, internal_text, is_offline
 from memory_agent.prompts import SUMMARY_PROMPT
+from memory_agent.utils import message_text
 
 _SEP = "; "
 _FIRST_SENTENCE = re.compile(r"^(.{1,160}?[.!?])(\s|$)", re.DOTALL)

@@ -22,8 +22,8 @@ from memory_agent.errors import REJECTION_ERRORS, InvalidInputError, MemoryAgent
 from memory_agent.events import now_iso
 from memory_agent.identity import acting_user
 from memory_agent.memory.summaries import title_for
-from memory_agent.models import message_text
 from memory_agent.state import Rejection, SupervisorState, reset_team_accounting
+from memory_agent.utils import message_text
 from memory_agent.validation import storage_problem
 
 

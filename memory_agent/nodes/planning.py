@@ -18,10 +18,11 @@ from memory_agent.identity import acting_user
 from memory_agent.intent import about_the_user, budget_for, classify
 from memory_agent.memory.records import MemoryRecord
 from memory_agent.memory.service import KNOWLEDGE, MemoryService
-from memory_agent.models import ModelFallback, decision_model, fallback_line, message_text
+from memory_agent.models import ModelFallback, decision_model, fallback_line
 from memory_agent.nodes.rollback import roll_back
 from memory_agent.state import Plan, SupervisorState
 from memory_agent.teams import Team, choose_teams
+from memory_agent.utils import message_text
 
 
 async def planning(

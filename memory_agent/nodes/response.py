@@ -21,17 +21,12 @@ from memory_agent.identity import acting_user
 from memory_agent.memory.ingest import Saved, TurnRecord, extract, remember_turn
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, fold_summary
-from memory_agent.models import (
-    ModelFallback,
-    chat_model_for,
-    fallback_line,
-    message_text,
-    model_error,
-)
+from memory_agent.models import ModelFallback, chat_model_for, fallback_line, model_error
 from memory_agent.nodes.rollback import roll_back
 from memory_agent.nodes.teams import team_prompt
 from memory_agent.prompts import MEMORIES_BLOCK, SUMMARY_BLOCK, SYSTEM_PROMPT
 from memory_agent.state import SupervisorState, TurnSaved
+from memory_agent.utils import message_text
 
 logger = logging.getLogger(__name__)
 

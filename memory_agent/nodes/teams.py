@@ -29,10 +29,10 @@ from langgraph.types import Command, Send
 from memory_agent.context import AgentContext, thread_id_of
 from memory_agent.events import emit
 from memory_agent.identity import acting_user, claimed_user
-from memory_agent.models import message_text
 from memory_agent.prompts import FAILED_BLOCK, TEAMS_BLOCK
 from memory_agent.state import SupervisorState, TeamRun
 from memory_agent.teams.base import Team, TeamRequest, failure_reason, node_name
+from memory_agent.utils import message_text
 
 logger = logging.getLogger(__name__)
 

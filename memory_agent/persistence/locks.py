@@ -194,7 +194,7 @@ class ThreadLocks:
     async def _try(conn: psycopg.AsyncConnection[Any], key: int, shared: bool) -> bool:
         cur = await conn.execute(TRY_LOCK_SHARED if shared else TRY_LOCK, (key,))
         row = await cur.fetchone()
-        return row is not None and _first(row)
+        return row is not None and bool(row["ok"])
 
     def _undo(
         self,
@@ -237,10 +237,6 @@ class ThreadLocks:
             await conn.close()
         except psycopg.Error:  # pragma: no cover - closing a broken connection
             pass
-
-
-def _first(row: Any) -> bool:
-    return bool(row["ok"] if isinstance(row, dict) else row[0])
 
 
 def _busy(thread_id: str) -> ThreadBusyError:

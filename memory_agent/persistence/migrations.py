@@ -121,7 +121,7 @@ RECORD_VERSION = "INSERT INTO memory_agent_migrations (v) VALUES (%s)"
 async def schema_version(conn: AsyncConnection[Any]) -> int:
     """The highest of our migrations the database has run (-1: none)."""
     row = await (await conn.execute(LATEST_VERSION)).fetchone()
-    value = None if row is None else (row["v"] if isinstance(row, dict) else row[0])
+    value = None if row is None else row["v"]
     return -1 if value is None else int(value)
 
 

@@ -7,11 +7,10 @@ The encoding is injective, so two user ids never share a namespace.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Literal
 from urllib.parse import quote, unquote
 
-from memory_agent.errors import InvalidInputError
+from memory_agent.utils import validate_identifier
 
 ROOT = "users"
 MAX_USER_ID_CHARS = 256
@@ -28,35 +27,7 @@ KINDS: tuple[Kind, ...] = (
 
 def validate_user_id(user_id: object) -> str:
     """The canonical user id (a non-empty string), or InvalidInputError saying what is wrong."""
-    if not isinstance(user_id, str):
-        raise InvalidInputError(f"user_id must be a string, not {type(user_id).__name__}")
-    if not user_id.strip():
-        raise InvalidInputError("user_id must not be empty or blank")
-    if len(user_id) > MAX_USER_ID_CHARS:
-        raise InvalidInputError(
-            f"user_id is {len(user_id)} characters long; the limit is {MAX_USER_ID_CHARS}"
-        )
-    if problem := identifier_problem(user_id):
-        raise InvalidInputError(f"user_id {problem}")
-    return user_id
-
-
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-"""Unicode categories an identifier may not contain: controls (U+0085 included), format
-characters (bidirectional overrides such as U+202E, zero-width joiners), surrogates, private
-use, unassigned code points, and line/paragraph separators (U+2028, U+2029). Each of them can
-make two ids look alike, or make an id print as something else."""
-
-
-def identifier_problem(value: str) -> str | None:
-    """What makes `value` unfit as an identifier (user, thread or memory id), if anything."""
-    for c in value:
-        category = unicodedata.category(c)
-        if category in _INVISIBLE:
-            if category == "Cs":
-                return "is not valid Unicode (lone surrogate)"
-            return f"must not contain control or invisible characters (found U+{ord(c):04X})"
-    return None
+    return validate_identifier(user_id, "user_id", max_chars=MAX_USER_ID_CHARS)
 
 
 def encode_label(user_id: str) -> str:

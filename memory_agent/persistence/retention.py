@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from memory_agent.errors import InvalidInputError, ThreadBusyError, database_error
 from memory_agent.persistence.locks import thread_key, user_key
 from memory_agent.persistence.namespaces import KINDS, ROOT, encode_label
+from memory_agent.utils import escape_like
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +132,6 @@ def parse_age(text: str) -> timedelta:
 _SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86_400, "weeks": 604_800}
 
 
-def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
-
-
 def _lock_timeout(seconds: float) -> str:
     return f"{max(1, int(seconds * 1000))}ms"
 
@@ -149,11 +145,7 @@ async def _delete_threads(
     cur = await conn.execute(DELETE_CHECKPOINTS, (threads,))
     rows = await cur.fetchall()
     deleted["checkpoints"] += len(rows)
-    return sorted({_col(r, "thread_id") for r in rows})
-
-
-def _col(row: Any, name: str) -> Any:
-    return row[name] if isinstance(row, dict) else row[0]
+    return sorted({r["thread_id"] for r in rows})
 
 
 async def forget_user_data(
@@ -181,17 +173,17 @@ async def forget_user_data(
             await conn.execute(SET_LOCK_TIMEOUT, (_lock_timeout(lock_timeout),))
             await conn.execute(LOCK, (user_key(user_id),))
             owned = {
-                _col(r, "thread_id")
+                r["thread_id"]
                 for r in await (await conn.execute(OWNED_THREADS, (user_id,))).fetchall()
             }
             recorded = {
-                _col(r, "key")
+                r["key"]
                 for r in await (
                     await conn.execute(CONVERSATION_KEYS, (label_prefix + "conversations",))
                 ).fetchall()
             }
             others = {
-                _col(r, "thread_id")
+                r["thread_id"]
                 for r in await (
                     await conn.execute(OWNED_BY_OTHERS, (sorted(recorded - owned), user_id))
                 ).fetchall()
@@ -203,9 +195,9 @@ async def forget_user_data(
             else:
                 logger.warning("forgetting %d threads: only the user lock is taken", len(threads))
             await _delete_threads(conn, threads, deleted)
-            cur = await conn.execute(DELETE_USER_ITEMS, (_like_prefix(label_prefix),))
+            cur = await conn.execute(DELETE_USER_ITEMS, (escape_like(label_prefix) + "%",))
             for row in await cur.fetchall():
-                deleted[str(_col(row, "prefix")).rsplit(".", 1)[-1]] += 1
+                deleted[str(row["prefix"]).rsplit(".", 1)[-1]] += 1
     except psycopg.errors.LockNotAvailable as exc:
         raise ThreadBusyError(
             f"the turns of user {user_id!r} did not finish within {lock_timeout:g} s; "
@@ -251,7 +243,7 @@ async def prune_threads(
     try:
         async with pool.connection() as conn:
             cur = await conn.execute(INACTIVE_THREADS, (cutoff,))
-            candidates = [_col(r, "thread_id") for r in await cur.fetchall()]
+            candidates = [r["thread_id"] for r in await cur.fetchall()]
             if dry_run:
                 return _prune_receipt(cutoff, True, candidates, [], deleted)
             for start in range(0, len(candidates), PRUNE_BATCH):
@@ -262,10 +254,10 @@ async def prune_threads(
                         row = await (
                             await conn.execute(TRY_LOCK, (thread_key(thread_id),))
                         ).fetchone()
-                        (free if row is not None and _col(row, "ok") else busy).append(thread_id)
+                        (free if row is not None and row["ok"] else busy).append(thread_id)
                     # A turn may have finished between the scan and the lock: check again.
                     cur = await conn.execute(STILL_INACTIVE, (free, cutoff))
-                    still = [_col(r, "thread_id") for r in await cur.fetchall()]
+                    still = [r["thread_id"] for r in await cur.fetchall()]
                     if still:
                         gone = await _delete_threads(conn, still, deleted)
                         deleted["threads"] += len(gone)

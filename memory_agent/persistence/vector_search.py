@@ -44,6 +44,7 @@ from psycopg.rows import dict_row
 
 from memory_agent.persistence.namespaces import ROOT
 from memory_agent.persistence.vectors import vector_text
+from memory_agent.utils import escape_like
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +115,6 @@ _CREATE_USER_INDEX = (
 )
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _equality_filters(op: SearchOp) -> list[tuple[str, Any]] | None:
     """The op's filter as (key, value) equalities, or None if it has other operators."""
     out: list[tuple[str, Any]] = []
@@ -164,7 +161,7 @@ def _statement(
         ef=sql.Literal(min(max(n, HNSW_MIN_EF), HNSW_EF_MAX)),
         q=sql.Literal(vector_text(vector)),
         namespace=sql.Literal(path),
-        pattern=sql.Literal(_escape_like(path) + ".%"),
+        pattern=sql.Literal(escape_like(path) + ".%"),
         n=sql.Literal(n),
         filters=sql.SQL(" ").join(filters),
         limit=sql.Literal(op.limit),
@@ -227,7 +224,7 @@ async def index_large_users(
     Idempotent; builds only the missing indexes, one at a time, `CONCURRENTLY` (`conn` must be
     in autocommit mode). Returns the labels of the users indexed now.
     """
-    pattern = _escape_like(ROOT) + ".%"
+    pattern = escape_like(ROOT) + ".%"
     cur = conn.cursor(row_factory=dict_row)
     rows = await (await cur.execute(_LARGE_USERS, (pattern, min_memories))).fetchall()
     existing = {r["indexname"] for r in await (await cur.execute(_USER_INDEXES)).fetchall()}
@@ -241,7 +238,7 @@ async def index_large_users(
         await conn.execute(
             sql.SQL(_CREATE_USER_INDEX).format(
                 name=sql.Identifier(name),
-                pattern=sql.Literal(_escape_like(f"{ROOT}.{label}") + ".%"),
+                pattern=sql.Literal(escape_like(f"{ROOT}.{label}") + ".%"),
             )
         )
         built.append(label)

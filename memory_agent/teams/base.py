@@ -38,8 +38,8 @@ from memory_agent.errors import (
     TransientError,
 )
 from memory_agent.memory.records import MemoryRecord
-from memory_agent.models import message_text
 from memory_agent.state import Intent
+from memory_agent.utils import message_text
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _RESERVED = frozenset({"initialize", "planning", "response", "reject"})
