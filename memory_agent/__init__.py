@@ -25,7 +25,8 @@ from memory_agent.errors import (
 )
 from memory_agent.graph import Agent, build_graph, builder, graph
 from memory_agent.memory import MemoryService
-from memory_agent.models import OfflineChatModel, resolve_chat_model
+from memory_agent.models import resolve_chat_model
+from memory_agent.offline import OfflineChatModel
 from memory_agent.persistence.pool import open_pool
 from memory_agent.persistence.retention import PruneReceipt
 from memory_agent.persistence.schema import setup_database

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -22,11 +21,11 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from memory_agent.errors import ConfigurationError
+from memory_agent.utils import words
 
 OFFLINE_DIMS = 512
 LOCAL = "local"
 LOCAL_MODEL = "all-MiniLM-L6-v2"
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 STOPWORDS = frozenset(
     """a an the and or but if of to in on at by for with about as is am are was were be been
     being do does did have has had i me my mine you your yours we our us he him his she her it
@@ -35,14 +34,12 @@ STOPWORDS = frozenset(
     up down out over under again then once all any both each few more most other some such
     only own same s t don now""".split()
 )
+"""Words the offline embedder leaves out: part of its vectors' identity (`HashingEmbeddings.name`).
+BM25 keeps its own, longer list (`memory.lexical.STOPWORDS`), which can change without
+re-embedding anything."""
 
 
-def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens."""
-    return _WORD.findall(text.lower())
-
-
-def _stem(word: str) -> str:
+def light_stem(word: str) -> str:
     """A light suffix stripper: enough to make "hike"/"hiking"/"hikes"/"hiked" meet."""
     for suffix in ("ing", "ed", "s"):
         if len(word) > len(suffix) + 2 and word.endswith(suffix):
@@ -70,15 +67,15 @@ class HashingEmbeddings(Embeddings):
         self.dims = dims
 
     def _features(self, text: str) -> dict[str, float]:
-        words = [w for w in tokens(text) if w not in STOPWORDS]
-        stems = [_stem(w) for w in words]
+        kept = [w for w in words(text) if w not in STOPWORDS]
+        stems = [light_stem(w) for w in kept]
         feats: dict[str, float] = {}
         for s in stems:
             feats["w:" + s] = feats.get("w:" + s, 0.0) + 1.0
         for a, b in zip(stems, stems[1:], strict=False):
             key = f"b:{a} {b}"
             feats[key] = feats.get(key, 0.0) + 0.5
-        for w in words:
+        for w in kept:
             padded = f"#{w}#"
             for i in range(len(padded) - 2):
                 key = "c:" + padded[i : i + 3]

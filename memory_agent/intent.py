@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from memory_agent.context import AgentContext, StructuredOutputMethod
 from memory_agent.memory.records import MemoryBudget
-from memory_agent.models import ModelFallback, decide, is_question, structured_call
+from memory_agent.models import ModelFallback, decide, structured_call
+from memory_agent.offline import is_question
 from memory_agent.prompts import INTENT_PROMPT
 from memory_agent.state import Intent
 from memory_agent.utils import GREETING

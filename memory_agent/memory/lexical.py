@@ -15,12 +15,13 @@ See benchmarks/locomo.py and the README for what each of these measured on LoCoM
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 
 import snowballstemmer
+
+from memory_agent.utils import words
 
 K1 = 1.2
 """BM25 term-frequency saturation."""
@@ -38,7 +39,6 @@ MAX_TERM_CHARS = 64
 term fits in an index row (PostgreSQL's btree holds about 2,700 bytes), and the same cut on
 the query's words still finds it."""
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 STOPWORDS = frozenset(
     """a an the and or but if of to in on at by for with about as is am are was were be been
     being do does did have has had i me my mine myself you your yours yourself we our ours us
@@ -61,7 +61,7 @@ def stem(word: str) -> str:
 
 def analyze(text: str) -> list[str]:
     """The terms of `text`: lower-cased words, stop words dropped, stemmed."""
-    return [stem(w[:MAX_TERM_CHARS]) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    return [stem(w[:MAX_TERM_CHARS]) for w in words(text) if w not in STOPWORDS]
 
 
 def term_weights(parts: Iterable[tuple[str, float]]) -> dict[str, float]:

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "events",
             "context",
             "embeddings",
+            "offline",
             "models",
         ),
     ),
