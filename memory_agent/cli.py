@@ -1,4 +1,8 @@
-"""The `memory-agent` command: chat, one-shot questions, threads, memories, forget, prune, db."""
+"""The `memory-agent` command: chat, one-shot questions, threads, memories, forget, prune, db.
+
+Long on purpose: it is the command's whole surface, the parser and one short handler per
+subcommand, each calling the agent's API; read top-down, it is the command's manual.
+"""
 
 from __future__ import annotations
 

@@ -18,12 +18,15 @@ open server (no tokens configured) `user_id` is required and names the user.
     DELETE /me                            forget me: every memory and thread -> a receipt
                                           (checkpoints and memories in one transaction)
 
-The chat page (`memory_agent/server/ui/`) is served at `/ui/` without a token: static files only, no
+The chat page (`server/ui/`) is served at `/ui/` without a token: static files only, no
 data; everything it shows comes from the routes above and the server's own API, called with the
 caller's token.
 
 Errors are JSON `{"error": <code>, "detail": <message>}` with the matching status: 400, 401,
 403, 404, 409 (the user's turns did not finish in time), 422, 503.
+
+Long on purpose: every route that reaches a user's data is here with its own identity and
+ownership checks, so the server's whole surface beyond LangGraph's API is reviewed in one file.
 """
 
 from __future__ import annotations
