@@ -91,7 +91,7 @@ class CallLimits:
 
 
 DEFAULT_LIMITS: dict[ModelPurpose, CallLimits] = {
-    # Generous enough for a small model on a CPU (~15 tokens/s), tight enough that a runaway
+    # Generous enough for a small model on a CPU, tight enough that a runaway
     # generation ends in minutes, not at the context limit.
     "answer": CallLimits(max_tokens=1024, timeout=120.0, max_retries=2),
     "intent": CallLimits(temperature=0.0, max_tokens=200, timeout=60.0, max_retries=2),

@@ -92,9 +92,9 @@ class RecallWeights:
 
 
 OFFLINE_WEIGHTS = RecallWeights(semantic=0.0)
-"""The offline (feature-hashing) embedder repeats BM25's evidence: on LoCoMo its vectors took
-R@10 from 0.743 to 0.741 (weight 0.1) and recall p50 from 2.4 to 7 ms, so recall does not scan
-them. Give `semantic` a weight to use them anyway (they still find near-duplicates on write)."""
+"""The offline (feature-hashing) embedder repeats BM25's evidence: on LoCoMo its vectors added
+nothing to recall and made it slower (README, "Measured on LoCoMo"), so recall does not scan them.
+Give `semantic` a weight to use them anyway (they still find near-duplicates on write)."""
 NEURAL_WEIGHTS = RecallWeights()
 
 

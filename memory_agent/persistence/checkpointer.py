@@ -4,9 +4,9 @@ What a turn stores. LangGraph saves a checkpoint after every superstep: the inpu
 initialize, planning and response make five per turn, each a row in `checkpoints` (the JSONB
 carries every primitive channel value inline: title, summary, status, ids, and the versions of
 all channels), plus a `checkpoint_blobs` row per changed non-primitive channel (the message
-window, the plan, the loaded memories, ...), plus the `checkpoint_writes` of each task. Measured
-with 200-character messages: about 25 kB per turn, so about 25 MB for a 1,000-turn thread even
-though the state itself is bounded (a window of recent messages plus a running summary).
+window, the plan, the loaded memories, ...), plus the `checkpoint_writes` of each task. Kept
+whole, a thread's storage would grow with every turn even though the state itself is bounded (a
+window of recent messages plus a running summary): `benchmarks/checkpoint_growth.py` measures it.
 
 What is kept. Resuming a thread needs only its latest checkpoint and that checkpoint's pending
 writes, so superseded checkpoints are pruned with upstream's `aprune(strategy="keep_latest")`:
@@ -24,9 +24,8 @@ instead could delete a checkpoint whose task writes are still being saved, leavi
 Concurrency. Upstream serialises every operation of a saver through one `asyncio.Lock`, which
 a single shared connection needs but a pool does not (each operation takes a connection of its
 own; the store already skips its lock for a pool). On a pool the lock is dropped here: with it,
-all the turns of a process queued behind each other's checkpoint writes (measured by
-`benchmarks/load.py --upstream-lock`: 91 against 103 turns/s with 200 users at once, medians of
-three runs; 13 against 72 with 20 users before the store's and pool's round trips were cut).
+all the turns of a process queue behind each other's checkpoint writes
+(`benchmarks/load.py --upstream-lock` measures the difference).
 
 Secrets. LangGraph merges the string and number values of the run config's `configurable` and
 `metadata` into every checkpoint's metadata; only the keys of `CONFIG_METADATA_KEYS` (and those

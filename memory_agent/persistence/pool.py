@@ -81,8 +81,8 @@ async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     `pg_terminate_backend`, an idle timeout) has its error message or end-of-file waiting on the
     socket. So the socket is polled (no round trip) and only a connection with something waiting
     gets psycopg's full check, which raises for a dead one (the pool then discards it and tries
-    another). Measured: the full check on every hand-out cost a round trip per checkpoint write
-    and store call, about a third of a turn's database time.
+    another). The full check on every hand-out would cost a round trip per checkpoint write and
+    per store call, a large share of a turn's database time (`benchmarks/turn_latency.py`).
     """
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")

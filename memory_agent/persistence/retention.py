@@ -11,7 +11,7 @@ in one transaction, so a failure leaves everything as it was:
   deletes expired store items (memories with a TTL).
 
 A user's threads are those whose checkpoints name them as `thread_owner` (kept inline in the
-checkpoint document, indexed by migration 1), plus the threads of their conversation records.
+checkpoint document and indexed, see `migrations`), plus the threads of their conversation records.
 """
 
 from __future__ import annotations

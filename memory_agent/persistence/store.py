@@ -23,9 +23,11 @@ from memory_agent.persistence.vectors import PgVectorEmbeddings
 class ExactSearchStore(AsyncPostgresStore):
     """`AsyncPostgresStore` whose vector search is exact per user, or indexed per large user.
 
-    No ANN index over the whole table is created: upstream's `setup()` (3.2.0) ignores
+    No ANN index over the whole table is created: upstream's `setup()` ignores
     `Migration.condition`, so `ann_index_config={"kind": "flat"}` fails there instead of
     skipping the index; the index migration is replaced by a no-op, keeping the numbering.
+    Drop `VECTOR_MIGRATIONS` once upstream's setup honours the condition (a flat index config
+    then sets up without error on a fresh database).
     Semantic searches under a namespace go through `vector_search.search` (candidates ranked in
     `store_vectors` alone, a large user's own HNSW index when they have one, always complete);
     everything else is upstream's.
@@ -100,7 +102,7 @@ def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
     is both complete and fast at per-user sizes.
     """
     if not isinstance(embeddings, PgVectorEmbeddings):
-        # Cheap to dump (see `vectors`); the offline embedder also runs inline (~0.2 ms).
+        # Cheap to dump (see `vectors`); the offline embedder is cheap enough to run inline.
         inline = isinstance(embeddings, HashingEmbeddings)
         embeddings = PgVectorEmbeddings(embeddings, inline=inline)
     return {

@@ -11,22 +11,23 @@ What this module adds (figures: `benchmarks/memory_scale.py`, one user among 1M 
 - `SETUP`: vectors of up to about 2,000 dimensions stay inside the table row
   (`toast_tuple_target`) instead of going to TOAST storage, fetched through its index for every
   row scanned (pgvector asks for out-of-line storage and a 512-dimension vector is just over the
-  default 2 kB threshold): scans get about twice as fast. And an index on
+  default 2 kB threshold), which makes every scan fetch each vector again. And an index on
   `store_vectors.prefix text_pattern_ops`, so one user's vectors are found without the store.
 - `search`: ranks the candidates in `store_vectors` alone (`ORDER BY embedding <=> q LIMIT n`
   under the user's prefix), then joins the store rows of the winners and applies the filter. For
-  a user without an index of their own this is an exact scan (1k memories about 1.2 ms, 10k
-  about 9 ms). If the filter leaves fewer than asked while more candidates exist, it widens `n`,
-  and at last falls back to the store's exact query: the result is always complete.
+  a user without an index of their own this is an exact scan. If the filter leaves fewer than
+  asked while more candidates exist, it widens `n`, and at last falls back to the store's exact
+  query: the result is always complete.
 - `index_large_users` (`memory-agent db index`, opt-in): a partial HNSW index per user with at
   least `min_memories` vectors (`WHERE prefix LIKE 'users.<label>.%'`). The search repeats that
   predicate literally, so the planner uses the index for that user only and the approximate
-  scan sees that user's rows alone: complete, and 100k memories take about 4 ms instead of
-  160 ms. The ranking is approximate, though. With a dense semantic embedder HNSW finds nearly
-  all of the exact best; with the offline hashing embedder (sparse, nearly orthogonal vectors,
-  on which graph search navigates badly) it found 0.3-0.4 of the exact best 6 at
-  `ef_search` 40, and raising `ef_search` buys little at 100k. Hence opt-in: without it every
-  search is exact. An index takes seconds per ten thousand memories to build, `CONCURRENTLY`.
+  scan sees that user's rows alone: complete, and far faster than an exact scan of a large
+  user (`benchmarks/memory_scale.py`). The ranking is approximate, though. With a dense
+  semantic embedder HNSW finds nearly all of the exact best; with the offline hashing embedder
+  (sparse, nearly orthogonal vectors, on which graph search navigates badly) it finds well under
+  half of the exact best, and
+  raising `ef_search` buys little (`memory_scale.py` reports `recall_at_k`). Hence opt-in:
+  without it every search is exact. Indexes are built `CONCURRENTLY`.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ SETUP: tuple[str, ...] = (
 """Idempotent statements run by `setup_database` after the store's own migrations."""
 
 MIN_MEMORIES = 5_000
-"""`index_large_users` default: users from this many vectors get an HNSW index of their own (an
-exact scan of this many rows takes about 5 ms here)."""
+"""`index_large_users` default: users from this many vectors get an HNSW index of their own
+(below it an exact scan of their rows is fast enough; `benchmarks/memory_scale.py`)."""
 
 HNSW_MIN_EF = 40
 """The smallest `hnsw.ef_search` a search uses (pgvector's default)."""

@@ -1,11 +1,11 @@
 """Embeddings on their way to pgvector, dumped as pgvector's own text literal.
 
 The store passes each embedding to psycopg as a Python list, which psycopg dumps as a
-PostgreSQL float array element by element (a regular-expression test per float): measured here,
-about 1 ms per 512-dimension vector, several per turn (the query vector twice per search, one
-per record written). Wrapped by `PgVectorEmbeddings`, embeddings come out as `PgVector`, still a
+PostgreSQL float array element by element (a regular-expression test per float): slow for a
+512-dimension vector, and a turn dumps several (the query vector twice per search, one per
+record written). Wrapped by `PgVectorEmbeddings`, embeddings come out as `PgVector`, still a
 `list[float]` to everyone else, which the dumper registered by `register_vector_dumper` writes
-as one `'[x,y,...]'` string in a few microseconds. Its type is left for the server to infer from
+as one `'[x,y,...]'` string. Its type is left for the server to infer from
 the statement (`%s::vector`, or the `vector` column it fills). On a connection without the
 dumper a `PgVector` is dumped like any list, so nothing breaks, it is only slower.
 """
