@@ -169,3 +169,52 @@ def test_the_checker_sees_upward_edges_at_any_depth() -> None:
         "memory_agent.graph (graph)",
         "memory_agent.memory.records (memory)",
     ]
+
+
+PUBLIC_API = (
+    "Agent",
+    "AgentContext",
+    "ConfigurationError",
+    "DatabaseUnavailableError",
+    "GuardedAgent",
+    "InputState",
+    "InvalidInputError",
+    "MemoryAgentError",
+    "MemoryService",
+    "ModelError",
+    "OfflineChatModel",
+    "OutputState",
+    "PruneReceipt",
+    "StorageRefusedError",
+    "SupervisorState",
+    "SyncAgent",
+    "Team",
+    "TeamRequest",
+    "ThreadBusyError",
+    "ThreadOwnershipError",
+    "TransientError",
+    "build_graph",
+    "builder",
+    "default_teams",
+    "forget_user",
+    "graph",
+    "memories",
+    "open_agent",
+    "open_agent_sync",
+    "open_pool",
+    "prune",
+    "reindex_store",
+    "resolve_chat_model",
+    "resolve_memory_key",
+    "resume_turn",
+    "setup_database",
+)
+"""The names `memory_agent` exported before the package was layered: programs import them."""
+
+
+def test_the_public_api_keeps_its_names() -> None:
+    import memory_agent
+
+    assert set(PUBLIC_API) <= set(memory_agent.__all__)
+    missing = [name for name in PUBLIC_API if not hasattr(memory_agent, name)]
+    assert not missing, f"memory_agent no longer exports {missing}"
