@@ -162,10 +162,17 @@ def refused(exc: psycopg.Error, what: str) -> MemoryAgentError:
     )
 
 
+def postgres(store: BaseStore) -> AsyncPostgresStore | None:
+    """`store` when this module's SQL runs on it, else None (another `BaseStore`): the one
+    place that tells the stores apart, so the memory layer works on any of them."""
+    return store if isinstance(store, AsyncPostgresStore) else None
+
+
 @asynccontextmanager
-async def transaction(store: AsyncPostgresStore) -> AsyncIterator[AsyncPostgresStore]:
+async def transaction(store: BaseStore) -> AsyncIterator[BaseStore]:
     """`store` bound to one connection inside one transaction for the block: every batch run
-    through it commits together at the end, or not at all.
+    through it commits together at the end, or not at all. A store that is not PostgreSQL has
+    no transactions and is yielded as it is.
 
     The bound copy shares the store's configuration (embedder, TTL) and runs its batches on
     the block's connection, so reads in the block see its own writes and the advisory locks of
@@ -173,8 +180,12 @@ async def transaction(store: AsyncPostgresStore) -> AsyncIterator[AsyncPostgresS
     no-op, as upstream's is per call on a pool (the store's exact search nests a batch inside
     its cursor, which a real lock on one connection would deadlock).
     """
-    async with _connection(store) as conn, conn.transaction():
-        bound = copy.copy(store)
+    postgres_store = postgres(store)
+    if postgres_store is None:
+        yield store
+        return
+    async with _connection(postgres_store) as conn, conn.transaction():
+        bound = copy.copy(postgres_store)
         bound.conn = conn
         bound.pipe = None
         bound.lock = contextlib.nullcontext()  # type: ignore[assignment]
@@ -193,12 +204,14 @@ def subject_lock(namespace: tuple[str, ...], key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def lock_subjects(bound: AsyncPostgresStore, keys: Iterable[int]) -> None:
+async def lock_subjects(bound: BaseStore, keys: Iterable[int]) -> None:
     """Take transaction-scoped advisory locks on `keys` (see `transaction`): two writers of one
-    subject then read and write it one after the other."""
+    subject then read and write it one after the other. A store that is not PostgreSQL has
+    nothing to lock."""
+    postgres_store = postgres(bound)
     ordered = sorted(set(keys))
-    if ordered:
-        conn = cast(psycopg.AsyncConnection[Any], bound.conn)
+    if ordered and postgres_store is not None:
+        conn = cast(psycopg.AsyncConnection[Any], postgres_store.conn)
         await conn.execute(LOCK_SUBJECTS, (ordered,))
 
 
@@ -211,14 +224,22 @@ async def batched(store: BaseStore, ops: Sequence[Op]) -> list[Result]:
 
 
 async def namespace_items(
-    store: AsyncPostgresStore, namespace: tuple[str, ...], filter: dict[str, Any] | None = None
+    store: BaseStore, namespace: tuple[str, ...], filter: dict[str, Any] | None = None
 ) -> list[SearchItem]:
-    """Every current item of one namespace whose value contains `filter`, by key."""
-    prefix = ".".join(namespace)
+    """Every current item of one namespace whose value contains `filter` (on PostgreSQL by
+    key; another store's items in the order its search pages them)."""
+    postgres_store = postgres(store)
     items: list[SearchItem] = []
+    if postgres_store is None:
+        while True:
+            page = await store.asearch(namespace, filter=filter, limit=_PAGE, offset=len(items))
+            items.extend(page)
+            if len(page) < _PAGE:
+                return items
+    prefix = ".".join(namespace)
     last = ""
     while True:
-        async with _connection(store) as conn:
+        async with _connection(postgres_store) as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(SELECT_NAMESPACE_PAGE, (prefix, last, Jsonb(filter or {}), _PAGE))
                 rows = await cur.fetchall()
