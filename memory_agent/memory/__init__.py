@@ -1,5 +1,10 @@
 """Long-term memory: namespaces, records, the service over a `BaseStore`, extraction, dates,
-lexical and vector recall, embeddings."""
+lexical and vector recall, embeddings.
+
+- `service.MemoryService`: the facade over any `BaseStore` (save a turn, recall, manage).
+- `plan`: what a turn writes (dedupe, supersession, provenance, episodes), decided without I/O.
+- `conversation`: a thread's record (`Conversation`); `recall`: ranked search; `audit`.
+"""
 
 from memory_agent.embeddings import (
     HashingEmbeddings,
@@ -7,16 +12,14 @@ from memory_agent.embeddings import (
     embedder_name,
     resolve_embeddings,
 )
+from memory_agent.memory.audit import AuditReport
+from memory_agent.memory.conversation import Conversation
 from memory_agent.memory.dates import resolve_dates
 from memory_agent.memory.extraction import MemoryDraft, extract_with_model, extract_with_rules
+from memory_agent.memory.plan import EpisodeDraft
 from memory_agent.memory.ranking import RecallWeights
 from memory_agent.memory.records import Memory, MemoryKind
-from memory_agent.memory.service import (
-    AuditReport,
-    Conversation,
-    EpisodeDraft,
-    MemoryService,
-)
+from memory_agent.memory.service import MemoryService
 from memory_agent.persistence.namespaces import decode_label, encode_label, user_namespace
 from memory_agent.persistence.retention import ForgetReceipt
 
