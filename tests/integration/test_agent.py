@@ -17,17 +17,9 @@ from memory_agent import (
     open_agent,
 )
 from memory_agent.agent.manage import forget_user, memories
+from tests.helpers import cfg, say
 
 pytestmark = pytest.mark.integration
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
-
-
-async def say(agent: Agent, user: str | None, thread: str, text: str) -> str:
-    out = await agent.ainvoke({"messages": [("user", text)], "user_id": user}, cfg(thread))
-    return str(out["messages"][-1].content)
 
 
 def count(url: str, sql: str, *params: Any) -> int:

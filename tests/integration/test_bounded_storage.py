@@ -10,20 +10,15 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from memory_agent import MemoryService, open_agent
-from memory_agent.embeddings import resolve_embeddings
 from memory_agent.graph import make_builder
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.service import ConversationFields
 from memory_agent.persistence.checkpointer import BoundedPostgresSaver
+from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
-from memory_agent.persistence.schema import setup_database
-from memory_agent.persistence.store import ExactSearchStore, index_config
+from tests.helpers import cfg
 
 pytestmark = pytest.mark.integration
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
 
 
 def rows(url: str, table: str, thread: str) -> int:
@@ -68,12 +63,9 @@ async def test_without_pruning_the_whole_history_is_kept(database_url: str) -> N
 async def test_a_turn_stopped_after_planning_resumes_from_its_checkpoint(
     database_url: str,
 ) -> None:
-    emb, dims = resolve_embeddings()
-    index = index_config(emb, dims)
     async with open_pool(database_url) as pool:
-        await setup_database(pool, index)
+        store = await open_store(pool)
         saver = BoundedPostgresSaver(pool, prune_every=1)
-        store = ExactSearchStore(pool, index=index)
         graph = make_builder().compile(
             checkpointer=saver, store=store, interrupt_before=["response"]
         )

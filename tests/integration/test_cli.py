@@ -17,31 +17,31 @@ from langchain_core.messages import HumanMessage
 
 from memory_agent import forget_user, memories, open_agent, resolve_memory_key
 from memory_agent.errors import InvalidInputError
+from tests.helpers import cli
 
 pytestmark = pytest.mark.integration
 
 
-
 def test_ask_threads_memories_forget(database_url: str) -> None:
-    told = run(database_url, "ask", "--user", "hana", "--thread", "h1", "My name is Hana.")
+    told = cli(database_url, "ask", "--user", "hana", "--thread", "h1", "My name is Hana.")
     assert told.returncode == 0, told.stderr
-    asked = run(database_url, "ask", "--user", "hana", "--thread", "h2", "What is my name?")
+    asked = cli(database_url, "ask", "--user", "hana", "--thread", "h2", "What is my name?")
     assert asked.returncode == 0, asked.stderr
     assert "Hana" in asked.stdout
-    threads = run(database_url, "threads", "--user", "hana", "--json")
+    threads = cli(database_url, "threads", "--user", "hana", "--json")
     assert {t["thread_id"] for t in json.loads(threads.stdout)} == {"h1", "h2"}
-    mems = run(database_url, "memories", "--user", "hana", "--json")
+    mems = cli(database_url, "memories", "--user", "hana", "--json")
     assert [m["text"] for m in json.loads(mems.stdout)] == ["The user's name is Hana."]
-    refused = run(database_url, "forget", "--user", "hana")
+    refused = cli(database_url, "forget", "--user", "hana")
     assert refused.returncode == 2
-    forgot = run(database_url, "forget", "--user", "hana", "--yes")
+    forgot = cli(database_url, "forget", "--user", "hana", "--yes")
     assert json.loads(forgot.stdout)["deleted"]["threads"] == 2
-    assert json.loads(run(database_url, "memories", "--user", "hana", "--json").stdout) == []
+    assert json.loads(cli(database_url, "memories", "--user", "hana", "--json").stdout) == []
 
 
 def test_chat_reads_stdin_and_switches_threads(database_url: str) -> None:
     script = "My name is Ivo.\n/new\nWhat is my name?\n/threads\n/memories\n/quit\n"
-    chat = run(database_url, "chat", "--user", "ivo", "--thread", "first", stdin=script)
+    chat = cli(database_url, "chat", "--user", "ivo", "--thread", "first", stdin=script)
     assert chat.returncode == 0, chat.stderr
     assert "Your name is Ivo." in chat.stdout
     assert "memory: loaded" in chat.stderr and "plan:" in chat.stderr
@@ -50,38 +50,38 @@ def test_chat_reads_stdin_and_switches_threads(database_url: str) -> None:
 
 
 def test_refused_turn_and_bad_database_exit_nonzero(database_url: str) -> None:
-    assert run(database_url, "ask", "--user", "a", "--thread", "t", "hi").returncode == 0
-    refused = run(database_url, "ask", "--user", "b", "--thread", "t", "hi")
+    assert cli(database_url, "ask", "--user", "a", "--thread", "t", "hi").returncode == 0
+    refused = cli(database_url, "ask", "--user", "b", "--thread", "t", "hi")
     assert refused.returncode == 1
     assert "another user" in refused.stderr
-    bad = run("postgresql://x@127.0.0.1:1/x", "db", "setup")
+    bad = cli("postgresql://x@127.0.0.1:1/x", "db", "setup")
     assert bad.returncode == 1
     assert "PostgreSQL database 'x' at 127.0.0.1:1 failed while connecting" in bad.stderr
 
 
 def test_memories_subcommands_search_history_edit_delete_audit(database_url: str) -> None:
     for thread, text in [("c1", "I live in Seoul. I love tea."), ("c2", "I moved to Busan.")]:
-        assert run(database_url, "ask", "--user", "cho", "--thread", thread, text).returncode == 0
-    listed = json.loads(run(database_url, "memories", "list", "--user", "cho", "--json").stdout)
+        assert cli(database_url, "ask", "--user", "cho", "--thread", thread, text).returncode == 0
+    listed = json.loads(cli(database_url, "memories", "list", "--user", "cho", "--json").stdout)
     assert sorted(m["text"] for m in listed) == ["The user lives in Busan.", "The user loves tea."]
-    episodes = run(database_url, "memories", "list", "--user", "cho", "--kind", "episode")
+    episodes = cli(database_url, "memories", "list", "--user", "cho", "--kind", "episode")
     assert "User: I moved to Busan." in episodes.stdout
     found = json.loads(
-        run(database_url, "memories", "search", "--user", "cho", "tea", "--json").stdout
+        cli(database_url, "memories", "search", "--user", "cho", "tea", "--json").stdout
     )
     assert found[0]["text"] == "The user loves tea."
     key = next(m["key"] for m in listed if "Busan" in m["text"])
-    history = run(database_url, "memories", "history", "--user", "cho", key)
+    history = cli(database_url, "memories", "history", "--user", "cho", key)
     assert history.stdout.index("Seoul") < history.stdout.index("Busan")
-    audit = json.loads(run(database_url, "memories", "audit", "--user", "cho", "--json").stdout)
+    audit = json.loads(cli(database_url, "memories", "audit", "--user", "cho", "--json").stdout)
     assert [s["key"] for s in audit["superseded"]] == [key]
-    edited = run(database_url, "memories", "edit", "--user", "cho", key, "The user lives in Jeju.")
+    edited = cli(database_url, "memories", "edit", "--user", "cho", key, "The user lives in Jeju.")
     assert edited.returncode == 0 and "Jeju" in edited.stdout
-    assert run(database_url, "memories", "delete", "--user", "cho", key).returncode == 0
-    assert run(database_url, "memories", "delete", "--user", "cho", key).returncode == 1
-    left = json.loads(run(database_url, "memories", "--user", "cho", "--json").stdout)
+    assert cli(database_url, "memories", "delete", "--user", "cho", key).returncode == 0
+    assert cli(database_url, "memories", "delete", "--user", "cho", key).returncode == 1
+    left = json.loads(cli(database_url, "memories", "--user", "cho", "--json").stdout)
     assert [m["text"] for m in left] == ["The user loves tea."]
-    reindexed = run(database_url, "memories", "reindex")
+    reindexed = cli(database_url, "memories", "reindex")
     assert reindexed.returncode == 0 and json.loads(reindexed.stdout)["items"] >= 4
 
 
@@ -95,11 +95,11 @@ async def seed(database_url: str, *turns: tuple[str | None, str, str]) -> None:
 
 async def test_a_named_user_on_an_anonymous_thread_is_told_so(database_url: str) -> None:
     await seed(database_url, (None, "anon", "hello"), ("bo", "bo-1", "hi"))
-    refused = run(database_url, "ask", "--user", "bo", "--thread", "anon", "hi")
+    refused = cli(database_url, "ask", "--user", "bo", "--thread", "anon", "hi")
     assert refused.returncode == 1
     assert "this thread is anonymous" in refused.stderr
     assert "another user" not in refused.stderr
-    anonymous = run(database_url, "ask", "--thread", "bo-1", "hi")
+    anonymous = cli(database_url, "ask", "--thread", "bo-1", "hi")
     assert "an anonymous turn cannot continue it" in anonymous.stderr
 
 
@@ -109,7 +109,7 @@ async def test_switch_takes_an_id_or_an_unambiguous_prefix(database_url: str) ->
         "/switch work\n/threads\n/switch trip\n/switch trip-o\n/threads\n"
         "/switch nowhere\n/threads\n/quit\n"
     )
-    chat = run(database_url, "chat", "--user", "cy", "--thread", "trip-rome", stdin=script)
+    chat = cli(database_url, "chat", "--user", "cy", "--thread", "trip-rome", stdin=script)
     assert chat.returncode == 0, chat.stderr
     assert "switched to thread work-1" in chat.stderr
     assert "'trip' starts several of your threads: trip-" in chat.stderr
@@ -137,13 +137,13 @@ async def test_a_fact_is_named_by_its_subject(database_url: str) -> None:
             await resolve_memory_key(agent, "dee", "sport")  # favorite:, preference:
         with pytest.raises(InvalidInputError, match="has no memory 'coffee'"):
             await resolve_memory_key(agent, "dee", "coffee")
-    listed = run(database_url, "memories", "list", "--user", "dee")
+    listed = cli(database_url, "memories", "list", "--user", "dee")
     assert "location  " in listed.stdout and "preference:tea  " in listed.stdout
-    history = run(database_url, "memories", "history", "--user", "dee", "location")
+    history = cli(database_url, "memories", "history", "--user", "dee", "location")
     assert history.returncode == 0, history.stderr
     assert history.stdout.index("Seoul") < history.stdout.index("Busan")
-    assert run(database_url, "memories", "delete", "--user", "dee", "tea").returncode == 0
-    missing = run(database_url, "memories", "history", "--user", "dee", "tea")
+    assert cli(database_url, "memories", "delete", "--user", "dee", "tea").returncode == 0
+    missing = cli(database_url, "memories", "history", "--user", "dee", "tea")
     assert missing.returncode == 1
     assert "has no memory 'tea': name it by its subject" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -151,16 +151,16 @@ async def test_a_fact_is_named_by_its_subject(database_url: str) -> None:
 
 async def test_unknown_and_forgotten_users_are_said_to_be(database_url: str) -> None:
     for args in (("threads", "--user", "ghost"), ("memories", "--user", "ghost")):
-        shown = run(database_url, *args)
+        shown = cli(database_url, *args)
         assert shown.returncode == 0
         assert shown.stdout == ""
         assert "no user 'ghost': nothing is stored for them" in shown.stderr
     await seed(database_url, ("eve", "e1", "Hi there."))
-    no_facts = run(database_url, "memories", "--user", "eve")
+    no_facts = cli(database_url, "memories", "--user", "eve")
     assert "user 'eve' has no memories of that kind" in no_facts.stderr
     async with open_agent(database_url) as agent:
         await forget_user(agent, "eve")
-    gone = run(database_url, "threads", "--user", "eve", "--json")
+    gone = cli(database_url, "threads", "--user", "eve", "--json")
     assert json.loads(gone.stdout) == []
     assert "no user 'eve'" in gone.stderr
 
@@ -212,14 +212,14 @@ def _read_until(fd: int, marker: bytes, timeout: float = 60.0) -> bytes:
 
 def test_threads_show_tells_what_happened_in_each_turn(database_url: str) -> None:
     assert (
-        run(database_url, "ask", "--user", "kai", "--thread", "k1", "I live in Oslo.").returncode
+        cli(database_url, "ask", "--user", "kai", "--thread", "k1", "I live in Oslo.").returncode
         == 0
     )
-    asked = run(database_url, "ask", "--user", "kai", "--thread", "k2", "Where do I live?")
+    asked = cli(database_url, "ask", "--user", "kai", "--thread", "k2", "Where do I live?")
     assert asked.returncode == 0, asked.stderr
 
-    shown = run(database_url, "threads", "show", "k2")
-    as_json = run(database_url, "threads", "show", "k2", "--user", "kai", "--json")
+    shown = cli(database_url, "threads", "show", "k2")
+    as_json = cli(database_url, "threads", "show", "k2", "--user", "kai", "--json")
 
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
@@ -237,6 +237,6 @@ def test_threads_show_tells_what_happened_in_each_turn(database_url: str) -> Non
     assert turn["teams"][0]["team"] == "memory" and turn["teams"][0]["ok"] is True
     # Someone else's thread, or none, is not shown.
     for args in (("k2", "--user", "eve"), ("no-such-thread",)):
-        refused = run(database_url, "threads", "show", *args)
+        refused = cli(database_url, "threads", "show", *args)
         assert refused.returncode == 1 and "no thread" in refused.stderr
-    assert run(database_url, "threads").returncode == 2  # listing needs --user
+    assert cli(database_url, "threads").returncode == 2  # listing needs --user

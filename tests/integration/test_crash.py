@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from memory_agent import open_agent, resume_turn
+from tests.helpers import cfg, cli
 
 pytestmark = pytest.mark.integration
 
@@ -23,25 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ACK = "Got it, thank you for telling me."
 
 
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
-
-
 def env(url: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": url}
-
-
-def cli(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "memory_agent.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env(url),
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
 
 
 def crash_at(url: str, tmp: Path, point: str, thread: str, user: str, text: str) -> None:

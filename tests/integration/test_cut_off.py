@@ -11,12 +11,9 @@ import pytest
 
 from memory_agent import GuardedAgent, ThreadOwnershipError, open_agent
 from memory_agent.agent.boundary import LATEST_CHECKPOINTS, LatestTurn
+from tests.helpers import cfg
 
 pytestmark = pytest.mark.integration
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
 
 
 async def langgraph_says_cut_off(agent: GuardedAgent, thread: str) -> bool:

@@ -21,6 +21,7 @@ from memory_agent import (
     open_agent,
     resume_turn,
 )
+from tests.helpers import cfg
 from tests.models import HookModel
 from tests.pg import StoppableServer, fresh_database
 
@@ -42,10 +43,6 @@ def fault_url(stoppable: StoppableServer) -> Iterator[str]:
         yield url
     # a test that failed half-way must not leave the server down for the next one
     stoppable.start()
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
 
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import postmaster
+
 pytestmark = pytest.mark.integration
 
 HOLD = """
@@ -30,7 +32,7 @@ sys.stdin.readline()
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
-    if (pid := _postmaster(tmp_path / "pgdata")) is not None:
+    if (pid := postmaster(tmp_path / "pgdata")) is not None:
         os.kill(pid, signal.SIGQUIT)  # a failed test leaves no server behind (immediate stop)
 
 
@@ -39,20 +41,9 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "MEMORY_AGENT_HOME": str(home)}
 
 
-def _postmaster(pgdata: Path) -> int | None:
-    """The pid of the server running on `pgdata`, or None."""
-    import psutil
-
-    pidfile = pgdata / "postmaster.pid"
-    if not pidfile.exists():
-        return None
-    pid = int(pidfile.read_text().split()[0])
-    return pid if psutil.pid_exists(pid) else None
-
-
 def _stopped(pgdata: Path, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
-    while _postmaster(pgdata) is not None:
+    while postmaster(pgdata) is not None:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -88,7 +79,7 @@ def test_a_killed_user_does_not_keep_the_server_running_for_good(home: Path) -> 
     # as the dev server's reloaded worker) stays listed as a user of the server.
     with _holder(home) as killed:
         killed.kill()
-    assert _postmaster(home / "pgdata") is not None
+    assert postmaster(home / "pgdata") is not None
 
     setup = _cli(home, "db", "setup")
 
@@ -104,7 +95,7 @@ def test_the_last_user_stops_it_whoever_started_it(home: Path) -> None:
         try:
             during = _cli(home, "threads", "--user", "ana")
             assert during.returncode == 0, during.stderr
-            assert _postmaster(home / "pgdata") is not None, "the first user still needs it"
+            assert postmaster(home / "pgdata") is not None, "the first user still needs it"
         finally:
             first.communicate("done\n", timeout=60)
     assert first.returncode == 0

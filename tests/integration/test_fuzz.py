@@ -28,6 +28,7 @@ from memory_agent import (
     memories,
     open_agent,
 )
+from tests import helpers
 
 pytestmark = pytest.mark.integration
 
@@ -36,31 +37,16 @@ VICTIM_SECRETS = ("Alicezq", "Zqcity", "zqfood")
 """Words only the victim ever said: no one else may see them."""
 
 NASTY = [
-    "",
-    " ",
-    "\t\n",
-    "\x00",
-    "a\x00b",
+    *helpers.NASTY,
     "\x07bell",
-    "\ud800",
-    "x\udfffy",
     "😀👩‍👩‍👧",
-    ".",
-    "%",
-    "_",
-    "%2E",
-    "a.b",
-    "a%b",
     "a_b",
-    "'; DROP TABLE store; --",
     '" OR 1=1 --',
-    "users.alice.facts",
     "alice%",
     "alic_",
     "Alice",
     "alice ",
     "\u202ealice",
-    "x" * 10_000,
 ]
 
 

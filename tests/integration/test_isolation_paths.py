@@ -14,7 +14,6 @@ from langchain_core.messages import HumanMessage
 from langgraph.types import Command
 
 from memory_agent import (
-    AgentContext,
     GuardedAgent,
     InvalidInputError,
     ModelError,
@@ -24,18 +23,10 @@ from memory_agent import (
     memories,
     resume_turn,
 )
+from tests.helpers import cfg, run_turn
 from tests.models import HookModel
 
 pytestmark = pytest.mark.integration
-
-
-def cfg(thread: str, **extra: Any) -> Any:
-    return {"configurable": {"thread_id": thread, **extra}}
-
-
-async def say(agent: GuardedAgent, user: str | None, thread: str, text: str, **ctx: Any) -> Any:
-    turn = {"messages": [("user", text)], "user_id": user}
-    return await agent.ainvoke(turn, cfg(thread), context=AgentContext(**ctx) if ctx else None)
 
 
 def count(url: str, sql: str, *params: Any) -> int:
@@ -52,8 +43,8 @@ async def test_a_checkpoint_ns_string_does_not_skip_the_boundary(
     agent: GuardedAgent, database_url: str
 ) -> None:
     """Scenario 7: any truthy `checkpoint_ns` used to skip the whole run boundary."""
-    await say(agent, "alice", "a1", "My secret word is zqalicezq.")
-    await say(agent, "bob", "b1", "Hello there.")
+    await run_turn(agent, "alice", "a1", "My secret word is zqalicezq.")
+    await run_turn(agent, "bob", "b1", "Hello there.")
     alice_before = store_rows(database_url, "alice")
     forged = Command(
         goto="planning",
@@ -76,8 +67,8 @@ async def test_a_node_reached_without_initialize_acts_only_for_the_threads_owner
     """The identity is checked where memory is touched, not only in initialize: a graph run
     without the boundary (same checkpointer and store) that starts at planning with another
     user's id in the state is refused there, with nothing of either user read or written."""
-    await say(agent, "alice", "a2", "My secret word is zqalicezq.")
-    await say(agent, "bob", "b2", "Hello there.")
+    await run_turn(agent, "alice", "a2", "My secret word is zqalicezq.")
+    await run_turn(agent, "bob", "b2", "Hello there.")
     alice_before = store_rows(database_url, "alice")
     bare = build_graph(checkpointer=agent.checkpointer, store=agent.store)
     forged = Command(
@@ -92,7 +83,7 @@ async def test_a_node_reached_without_initialize_acts_only_for_the_threads_owner
 
 
 async def test_update_state_cannot_change_identity_or_bookkeeping(agent: GuardedAgent) -> None:
-    await say(agent, "bob", "b3", "Hello there.")
+    await run_turn(agent, "bob", "b3", "Hello there.")
     for values in ({"user_id": "alice"}, {"thread_owner": "alice"}, {"turn_count": 0}):
         with pytest.raises(InvalidInputError, match="may not change"):
             await agent.aupdate_state(cfg("b3"), values, as_node="planning")
@@ -103,9 +94,9 @@ async def test_update_state_cannot_change_identity_or_bookkeeping(agent: Guarded
 
 
 async def test_a_named_user_is_told_a_thread_is_anonymous(agent: GuardedAgent) -> None:
-    await say(agent, None, "anon", "Hello there.")
+    await run_turn(agent, None, "anon", "Hello there.")
     with pytest.raises(ThreadOwnershipError, match="anonymous"):
-        await say(agent, "bob", "anon", "Hello again.")
+        await run_turn(agent, "bob", "anon", "Hello again.")
 
 
 async def test_list_users_pages_past_the_stores_default_page(agent: GuardedAgent) -> None:
@@ -150,7 +141,7 @@ async def test_a_turns_input_is_bounded_as_a_whole_and_must_be_storable(
     agent: GuardedAgent, database_url: str, message: HumanMessage, reason: str
 ) -> None:
     """Issue 15 items 3 and 4: refused before anything is stored, the thread left as it was."""
-    await say(agent, "max", "m1", "I live in Oslo.")
+    await run_turn(agent, "max", "m1", "I live in Oslo.")
     before = (
         store_rows(database_url, "max"),
         count(database_url, "SELECT count(*) FROM checkpoints"),
@@ -162,7 +153,7 @@ async def test_a_turns_input_is_bounded_as_a_whole_and_must_be_storable(
         count(database_url, "SELECT count(*) FROM checkpoints"),
     )
     assert after == before
-    assert (await say(agent, "max", "m1", "Where do I live?"))["status"] == "completed"
+    assert (await run_turn(agent, "max", "m1", "Where do I live?"))["status"] == "completed"
 
 
 async def test_too_many_messages_in_one_input_are_refused(agent: GuardedAgent) -> None:
@@ -176,7 +167,7 @@ async def test_forget_user_with_turns_queued_on_a_thread_neither_deadlocks_nor_s
     agent: GuardedAgent, database_url: str
 ) -> None:
     """Issue 15 item 6: turns took thread then user, forget user then threads."""
-    await say(agent, "quinn", "q1", "I live in Rome.")
+    await run_turn(agent, "quinn", "q1", "I live in Rome.")
     release = asyncio.Event()
     entered = asyncio.Event()
 
@@ -185,11 +176,11 @@ async def test_forget_user_with_turns_queued_on_a_thread_neither_deadlocks_nor_s
         await release.wait()
 
     first = asyncio.create_task(
-        say(agent, "quinn", "q1", "My name is Quinn.", model=HookModel(hook=hold))
+        run_turn(agent, "quinn", "q1", "My name is Quinn.", model=HookModel(hook=hold))
     )
     await entered.wait()
     queued = [
-        asyncio.create_task(say(agent, "quinn", "q1", f"I like colour {i}.")) for i in range(3)
+        asyncio.create_task(run_turn(agent, "quinn", "q1", f"I like colour {i}.")) for i in range(3)
     ]
     await asyncio.sleep(0.2)
     forget = asyncio.create_task(forget_user(agent, "quinn", lock_timeout=10))
@@ -214,7 +205,7 @@ async def test_another_user_cannot_finish_or_probe_a_cut_off_turn(
 
     # The answer fails: the turn is cut off after planning.
     with pytest.raises(ModelError, match="went away"):
-        await say(
+        await run_turn(
             agent, "alice", "cut", "My secret word is zqalicezq.", model=HookModel(hook=model_down)
         )
     assert await agent.cut_off(cfg("cut"))
@@ -223,15 +214,15 @@ async def test_another_user_cannot_finish_or_probe_a_cut_off_turn(
         count(database_url, "SELECT count(*) FROM checkpoints WHERE thread_id = 'cut'"),
     )
     with pytest.raises(ThreadOwnershipError):
-        await say(agent, "bob", "cut", "Hello.")
+        await run_turn(agent, "bob", "cut", "Hello.")
     with pytest.raises(ThreadOwnershipError):
         await resume_turn(agent, cfg("cut"), user_id="bob")
     with pytest.raises(ThreadOwnershipError):
-        await say(agent, None, "cut", "Hello.")
+        await run_turn(agent, None, "cut", "Hello.")
     after = (
         store_rows(database_url, "alice"),
         count(database_url, "SELECT count(*) FROM checkpoints WHERE thread_id = 'cut'"),
     )
     assert after == before and await agent.cut_off(cfg("cut"))
     # The owner's next turn finishes hers first, as before.
-    assert (await say(agent, "alice", "cut", "What is my word?"))["status"] == "completed"
+    assert (await run_turn(agent, "alice", "cut", "What is my word?"))["status"] == "completed"

@@ -9,24 +9,14 @@ import psycopg
 import pytest
 from langgraph.store.memory import InMemoryStore
 
-from memory_agent import Agent, AgentContext, ConfigurationError, open_agent
+from memory_agent import Agent, ConfigurationError, open_agent
 from memory_agent.agent.manage import memories, reindex_store
 from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.ranking import RecallWeights
 from memory_agent.memory.service import MemoryService
+from tests.helpers import say
 
 pytestmark = pytest.mark.integration
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
-
-
-async def say(agent: Agent, user: str, thread: str, text: str, **ctx: Any) -> str:
-    out = await agent.ainvoke(
-        {"messages": [("user", text)], "user_id": user}, cfg(thread), context=AgentContext(**ctx)
-    )
-    return str(out["messages"][-1].content)
 
 
 async def test_moving_supersedes_the_city_and_nothing_else(agent: Agent) -> None:

@@ -6,37 +6,21 @@ scripted OpenAI-compatible server of `tests.openai_server`, or a closed port."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from functools import partial
 from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage
 
 from memory_agent import Agent, AgentContext, ConfigurationError
+from tests.helpers import cli
 from tests.openai_server import Reply, serve
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("langchain_openai")
 
-
-def run(
-    database_url: str, *args: str, stdin: str | None = None, **env: str | None
-) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "DATABASE_URL": database_url}
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MEMORY_AGENT_MODEL"):
-        environ.pop(name, None)
-    environ |= {k: v for k, v in env.items() if v is not None}
-    return subprocess.run(
-        [sys.executable, "-m", "memory_agent.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=120,
-        check=False,
-    )
+# The CLI with no model configured by the environment: each test names its own.
+run = partial(cli, unset=("OPENAI_API_KEY", "OPENAI_BASE_URL", "MEMORY_AGENT_MODEL"))
 
 
 def threads_of(database_url: str, user: str) -> list[dict[str, Any]]:

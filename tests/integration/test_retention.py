@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from memory_agent import (
-    AgentContext,
     DatabaseUnavailableError,
     GuardedAgent,
     ModelError,
@@ -24,18 +23,10 @@ from memory_agent import (
     prune,
 )
 from memory_agent.persistence.locks import thread_key, user_key
+from tests.helpers import run_turn
 from tests.models import HookModel
 
 pytestmark = pytest.mark.integration
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
-
-
-async def say(agent: GuardedAgent, user: str, thread: str, text: str, **ctx: Any) -> Any:
-    turn = {"messages": [("user", text)], "user_id": user}
-    return await agent.ainvoke(turn, cfg(thread), context=AgentContext(**ctx))
 
 
 def one(url: str, sql: str, *params: Any) -> Any:
@@ -68,8 +59,8 @@ def make_old(url: str, thread: str, days: int) -> None:
 async def test_forget_user_deletes_everything_of_theirs_in_one_transaction(
     agent: GuardedAgent, database_url: str
 ) -> None:
-    await say(agent, "ann", "a1", "My name is Ann. I love tea.")
-    await say(agent, "ann", "a2", "I live in Rome.")
+    await run_turn(agent, "ann", "a1", "My name is Ann. I love tea.")
+    await run_turn(agent, "ann", "a2", "I live in Rome.")
 
     # A thread whose first turn broke before anything was saved: no conversation record,
     # but its checkpoints name Ann as the owner.
@@ -77,8 +68,8 @@ async def test_forget_user_deletes_everything_of_theirs_in_one_transaction(
         raise RuntimeError("model down")
 
     with pytest.raises(ModelError, match="model down"):
-        await say(agent, "ann", "a3", "My secret plan.", model=HookModel(hook=boom))
-    await say(agent, "bob", "b1", "My name is Bob.")
+        await run_turn(agent, "ann", "a3", "My secret plan.", model=HookModel(hook=boom))
+    await run_turn(agent, "bob", "b1", "My name is Bob.")
     bob_before = table_counts(database_url, ["b1"], "users.bob.")
     ann_before = table_counts(database_url, ["a1", "a2", "a3"], "users.ann.")
     assert ann_before["checkpoints"] > 0 and ann_before["store"] > 0
@@ -102,13 +93,13 @@ async def test_forget_user_deletes_everything_of_theirs_in_one_transaction(
         one(database_url, "SELECT count(*) FROM store_vectors WHERE prefix LIKE 'users.ann.%'") == 0
     )
     assert table_counts(database_url, ["b1"], "users.bob.") == bob_before
-    assert "Bob" in (await say(agent, "bob", "b2", "What is my name?"))["messages"][-1].content
+    assert "Bob" in (await run_turn(agent, "bob", "b2", "What is my name?"))["messages"][-1].content
     # Ann may start afresh, even on a thread id she used before.
-    assert (await say(agent, "ann", "a1", "Hello again."))["status"] == "completed"
+    assert (await run_turn(agent, "ann", "a1", "Hello again."))["status"] == "completed"
 
 
 async def test_forget_user_is_all_or_nothing(agent: GuardedAgent, database_url: str) -> None:
-    await say(agent, "cat", "c1", "My name is Cat.")
+    await run_turn(agent, "cat", "c1", "My name is Cat.")
     before = table_counts(database_url, ["c1"], "users.cat.")
     with psycopg.connect(database_url, autocommit=True) as conn:
         # Make the store deletion, which comes after the checkpoints', fail.
@@ -127,7 +118,7 @@ async def test_forget_user_is_all_or_nothing(agent: GuardedAgent, database_url: 
 async def test_forget_user_waits_for_the_users_turn_in_flight(
     agent: GuardedAgent, database_url: str
 ) -> None:
-    await say(agent, "dan", "d1", "I live in Porto.")
+    await run_turn(agent, "dan", "d1", "I live in Porto.")
     release = asyncio.Event()
     entered = asyncio.Event()
 
@@ -136,7 +127,7 @@ async def test_forget_user_waits_for_the_users_turn_in_flight(
         await release.wait()
 
     turn = asyncio.create_task(
-        say(agent, "dan", "d2", "My name is Dan.", model=HookModel(hook=hold))
+        run_turn(agent, "dan", "d2", "My name is Dan.", model=HookModel(hook=hold))
     )
     await entered.wait()
     forget = asyncio.create_task(forget_user(agent, "dan"))
@@ -158,7 +149,7 @@ async def test_forget_user_waits_for_the_users_turn_in_flight(
 async def test_forget_user_times_out_cleanly_when_the_user_stays_busy(
     agent: GuardedAgent, database_url: str
 ) -> None:
-    await say(agent, "eve", "e1", "My name is Eve.")
+    await run_turn(agent, "eve", "e1", "My name is Eve.")
     before = table_counts(database_url, ["e1"], "users.eve.")
     with psycopg.connect(database_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock_shared(%s)", (user_key("eve"),))
@@ -171,7 +162,7 @@ async def test_prune_deletes_inactive_threads_and_keeps_summaries(
     agent: GuardedAgent, database_url: str
 ) -> None:
     for thread in ("old1", "old2", "busy", "new"):
-        await say(agent, "fay", thread, f"I like {thread}stuff.")
+        await run_turn(agent, "fay", thread, f"I like {thread}stuff.")
     for thread in ("old1", "old2", "busy"):
         make_old(database_url, thread, days=40)
     old_checkpoints = one(
@@ -197,14 +188,14 @@ async def test_prune_deletes_inactive_threads_and_keeps_summaries(
     assert {c["thread_id"] for c in convs} == {"old1", "old2", "busy", "new"}
     assert len(await memories(agent).list_memories("fay")) == 4
     # The pruned thread id starts afresh.
-    assert (await say(agent, "fay", "old1", "Hello."))["messages"][0].content == "Hello."
+    assert (await run_turn(agent, "fay", "old1", "Hello."))["messages"][0].content == "Hello."
 
 
 def test_prune_command_drops_summaries_when_asked(database_url: str) -> None:
     async def setup() -> None:
         async with open_agent(database_url) as agent:
-            await say(agent, "gil", "g-old", "I like chess.")
-            await say(agent, "gil", "g-new", "I like go.")
+            await run_turn(agent, "gil", "g-old", "I like chess.")
+            await run_turn(agent, "gil", "g-new", "I like go.")
 
     asyncio.run(setup())
     make_old(database_url, "g-old", days=31)
@@ -244,7 +235,7 @@ def test_prune_command_drops_summaries_when_asked(database_url: str) -> None:
 
 async def test_memories_carry_a_ttl_and_expired_ones_are_swept(database_url: str) -> None:
     async with open_agent(database_url, memory_ttl="7d") as agent:
-        await say(agent, "hal", "h1", "My name is Hal. I love jazz.")
+        await run_turn(agent, "hal", "h1", "My name is Hal. I love jazz.")
         ttl = one(
             database_url,
             "SELECT array_agg(DISTINCT ttl_minutes) FROM store WHERE prefix LIKE 'users.hal.%'",

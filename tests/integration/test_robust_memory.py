@@ -36,18 +36,11 @@ from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.lexical import MAX_TERM_CHARS
 from memory_agent.memory.service import EpisodeDraft
 from memory_agent.persistence.checkpointer import BoundedPostgresSaver
+from tests.helpers import ask, cfg
 
 pytestmark = pytest.mark.integration
 
 USER = "robust-user"
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
-
-
-def turn(text: str, user: str = USER) -> dict[str, Any]:
-    return {"messages": [("user", text)], "user_id": user}
 
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -73,14 +66,14 @@ async def test_a_long_word_is_stored_and_found(kind: str, database_url: str) -> 
     ctx = AgentContext(model=OfflineChatModel())
     async with open_agent(database_url) as agent:
         out = await agent.ainvoke(
-            turn(f"Please keep this sample for me: {word} It came from the lab today."),
+            ask(f"Please keep this sample for me: {word} It came from the lab today.", USER),
             cfg(f"long-{kind}"),
             context=ctx,
         )
         assert out["status"] == "completed"
         # The thread is not wedged: the next turn is a plain new one.
         assert not await cut_off(agent, cfg(f"long-{kind}"))
-        again = await agent.ainvoke(turn("I live in Busan."), cfg(f"long-{kind}"), context=ctx)
+        again = await agent.ainvoke(ask("I live in Busan.", USER), cfg(f"long-{kind}"), context=ctx)
         assert again["status"] == "completed"
         found = await MemoryService(agent.store).search(USER, word, limit=3)
     assert any(word in m["text"] for m in found), [m["text"][:80] for m in found]
@@ -120,14 +113,14 @@ async def test_a_refused_write_is_a_clear_error_and_the_thread_goes_on(database_
     ctx = AgentContext(model=OfflineChatModel())
     thread = "refused"
     async with open_agent(database_url) as agent:
-        await agent.ainvoke(turn("I live in Busan."), cfg(thread), context=ctx)
+        await agent.ainvoke(ask("I live in Busan.", USER), cfg(thread), context=ctx)
         everything = "SELECT prefix, key, value FROM store ORDER BY prefix, key"
         before = rows(database_url, everything)
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(REFUSE)
         with pytest.raises(StorageRefusedError) as refused:
             await agent.ainvoke(
-                turn("I moved to Seoul. Note REFUSE-ME please."), cfg(thread), context=ctx
+                ask("I moved to Seoul. Note REFUSE-ME please.", USER), cfg(thread), context=ctx
             )
         assert not isinstance(refused.value, DatabaseUnavailableError)
         assert "out of range" in str(refused.value) and "nothing" in str(refused.value)
@@ -138,7 +131,7 @@ async def test_a_refused_write_is_a_clear_error_and_the_thread_goes_on(database_
         assert not await cut_off(agent, cfg(thread))
         assert await resume_turn(agent, cfg(thread), context=ctx) is None
         # The next turn works, on the same thread.
-        out = await agent.ainvoke(turn("My name is Ann."), cfg(thread), context=ctx)
+        out = await agent.ainvoke(ask("My name is Ann.", USER), cfg(thread), context=ctx)
         assert out["status"] == "completed"
         state = (await agent.aget_state(cfg(thread))).values
     assert [m.content for m in state["messages"] if m.type == "human"] == [
@@ -184,7 +177,7 @@ async def test_a_huge_write_stays_under_the_bind_parameter_limit(database_url: s
         stored = "SELECT count(*) FROM store WHERE prefix = %s"
         assert rows(database_url, stored, episodes_ns)[0][0] == len(written)
         # Later turns of the user work.
-        out = await agent.ainvoke(turn("I live in Busan."), cfg("after-import"), context=ctx)
+        out = await agent.ainvoke(ask("I live in Busan.", USER), cfg("after-import"), context=ctx)
         assert out["status"] == "completed"
         receipt = await service.forget_user(USER)
     assert receipt["deleted"]["episodes"] == len(written) + 1
@@ -274,19 +267,19 @@ async def test_a_resent_turn_changes_nothing_its_failed_attempt_wrote(
     said = "I live in Busan. The harbour there is lovely in the evening light."
     conversations = f"users.{USER}.conversations"
     async with open_agent(database_url) as agent:
-        await agent.ainvoke(turn("My name is Ann."), cfg(thread), context=ctx)
+        await agent.ainvoke(ask("My name is Ann.", USER), cfg(thread), context=ctx)
         ArmAfterTurnWrites.arm = True
         with pytest.raises(DatabaseUnavailableError):
-            await agent.ainvoke(turn(said), cfg(thread), context=ctx)
+            await agent.ainvoke(ask(said, USER), cfg(thread), context=ctx)
         assert not FailCheckpointAfterWrites.armed, "the failure never happened"
         written = rows(database_url, MEMORY_ROWS, conversations)
         kinds = sorted(r[0].rsplit(".", 1)[1] for r in written)
         assert kinds == ["episodes", "facts"], written
         # The client re-sends the same message (a new message id), as the README says to.
-        out = await agent.ainvoke(turn(said), cfg(thread), context=ctx)
+        out = await agent.ainvoke(ask(said, USER), cfg(thread), context=ctx)
         assert out["status"] == "completed"
         # And once more, as a client retrying a time-out would.
-        await agent.ainvoke(turn(said), cfg(thread), context=ctx)
+        await agent.ainvoke(ask(said, USER), cfg(thread), context=ctx)
     assert rows(database_url, MEMORY_ROWS, conversations) == written
 
 

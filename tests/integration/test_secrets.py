@@ -9,14 +9,11 @@ import pytest
 
 from memory_agent import AgentContext, ConfigurationError, GuardedAgent, build_graph
 from memory_agent.secrets import secret_fields
+from tests.helpers import cfg
 
 pytestmark = pytest.mark.integration
 
 SECRET = "sk-live-7f3a9c1e5b2d4f60-SECRET"
-
-
-def cfg(thread: str, **extra: Any) -> Any:
-    return {"configurable": {"thread_id": thread, **extra}}
 
 
 def places_holding(url: str, needle: str) -> list[str]:

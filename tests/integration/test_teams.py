@@ -17,15 +17,12 @@ import pytest
 from langchain_core.tools import tool
 
 from memory_agent import Team, default_teams, open_agent
+from tests.helpers import cfg
 from tests.integration.crash_turn import QUESTION, crash_teams
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
 
 
 @tool

@@ -13,6 +13,7 @@ import pytest
 
 from memory_agent import ConfigurationError, forget_user, memories, open_agent
 from memory_agent.persistence.migrations import MIGRATIONS
+from tests.helpers import cfg
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +46,6 @@ def db_setup(url: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
 
 
 def test_db_setup_is_idempotent(database_url: str) -> None:

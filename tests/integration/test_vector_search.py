@@ -10,11 +10,10 @@ import pytest
 from langgraph.store.base import PutOp, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
 
-from memory_agent.embeddings import resolve_embeddings
 from memory_agent.persistence.namespaces import encode_label, user_namespace, user_prefix
+from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
-from memory_agent.persistence.schema import setup_database
-from memory_agent.persistence.store import ExactSearchStore, index_config
+from memory_agent.persistence.store import ExactSearchStore
 from memory_agent.persistence.vector_search import index_large_users, user_index_name
 
 pytestmark = pytest.mark.integration
@@ -29,11 +28,8 @@ def texts(n: int) -> list[str]:
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[ExactSearchStore]:
-    emb, dims = resolve_embeddings()
-    index = index_config(emb, dims)
     async with open_pool(database_url) as pool:
-        await setup_database(pool, index)
-        store = ExactSearchStore(pool, index=index)
+        store = await open_store(pool)
         for user in USERS:
             ops = [
                 PutOp(user_namespace(user, "facts"), f"k{i}", {"scope": "memory", "text": t})

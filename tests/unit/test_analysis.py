@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.memory import InMemoryStore
-
-from memory_agent import MemoryService, build_graph
+from memory_agent import MemoryService
 from memory_agent.analysis import entries_of, report_lines, thread_report
-from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.state import TURN_LOG_TURNS, append_turns
+from tests.helpers import ask, cfg, offline_graph
 from tests.unit.test_teams import Probe
 
 
 def make(probe: Probe) -> Any:
-    store = InMemoryStore(index={"dims": 512, "embed": HashingEmbeddings(), "fields": ["text"]})
-    teams = [probe.team("broken", fail=ValueError("bad input")), probe.team("fine")]
-    return build_graph(checkpointer=InMemorySaver(), store=store, teams=teams)
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
-
-
-def ask(text: str, user: str | None = "u1") -> Any:
-    return {"messages": [("user", text)], "user_id": user}
+    return offline_graph([probe.team("broken", fail=ValueError("bad input")), probe.team("fine")])
 
 
 async def test_each_turn_is_logged_with_intent_memories_teams_and_what_was_saved() -> None:

@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.memory import InMemoryStore
 
 from memory_agent import (
     AgentContext,
@@ -16,26 +14,14 @@ from memory_agent import (
     InvalidInputError,
     MemoryService,
     ThreadOwnershipError,
-    build_graph,
     graph,
 )
-from memory_agent.embeddings import HashingEmbeddings
+from tests.helpers import cfg
+from tests.helpers import offline_graph as make
 
 
 def fake(*answers: str) -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=iter([AIMessage(a) for a in answers]))
-
-
-def make() -> Any:
-    store = InMemoryStore(index={"dims": 512, "embed": HashingEmbeddings(), "fields": ["text"]})
-    return build_graph(checkpointer=InMemorySaver(), store=store)
-
-
-def cfg(thread: str, user: str | None = None) -> Any:
-    c: dict[str, Any] = {"configurable": {"thread_id": thread}}
-    if user is not None:
-        c["configurable"]["langgraph_auth_user_id"] = user
-    return c
 
 
 async def test_fake_model_answer_and_memory_written_with_provenance() -> None:

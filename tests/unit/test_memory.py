@@ -9,13 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.store.memory import InMemoryStore
 
 from memory_agent import InvalidInputError
-from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.dates import resolve_dates
 from memory_agent.memory.extraction import extract_with_rules
-from memory_agent.memory.ingest import TurnRecord, episodes_of, extract, remember_turn
+from memory_agent.memory.ingest import episodes_of, extract
 from memory_agent.memory.lexical import (
     analyze,
     bm25_scores,
@@ -25,39 +23,9 @@ from memory_agent.memory.lexical import (
 )
 from memory_agent.memory.ranking import Candidate, RecallWeights, fuse
 from memory_agent.memory.service import MemoryService
-from memory_agent.models import OfflineChatModel
+from tests.helpers import memory_store, tell
 
 MAY_8 = datetime(2023, 5, 8, 13, 56)  # a Monday
-
-
-def store() -> InMemoryStore:
-    return InMemoryStore(index={"dims": 512, "embed": HashingEmbeddings(), "fields": ["text"]})
-
-
-async def tell(
-    service: MemoryService,
-    user: str,
-    thread: str,
-    text: str,
-    *,
-    when: str | None = None,
-    speaker: str | None = None,
-    answer: str = "Noted.",
-) -> dict[str, Any]:
-    """One turn through the response node's write path."""
-    said = HumanMessage(text, name=speaker, id=f"{thread}-{abs(hash(text))}")
-    window = [said, AIMessage(answer, id=f"{said.id}-a")]
-    drafts = await extract([said], OfflineChatModel(), "rules", when=when)
-    turn: TurnRecord = {
-        "thread_id": thread,
-        "title": "t",
-        "summary": "",
-        "last_message": text,
-        "message_count": 2,
-        "created_at": None,
-        "when": when,
-    }
-    return dict(await remember_turn(service, user, turn, window, {said.id or ""}, drafts))
 
 
 @pytest.mark.parametrize(
@@ -130,7 +98,7 @@ def test_fusion_weights_signals_and_drops_repeats() -> None:
 
 
 async def test_supersession_keeps_history_and_only_touches_the_same_subject() -> None:
-    service = MemoryService(store())
+    service = MemoryService(memory_store())
     await tell(service, "ada", "t1", "I live in Seoul and I love pizza.", when="2023-05-01")
     await tell(service, "ada", "t2", "I moved to Busan last week.", when="2023-06-01")
     facts = {m["subject"]: m for m in await service.list_memories("ada")}
@@ -147,7 +115,7 @@ async def test_supersession_keeps_history_and_only_touches_the_same_subject() ->
 
 
 async def test_the_same_fact_five_ways_is_one_memory_with_five_mentions() -> None:
-    service = MemoryService(store())
+    service = MemoryService(memory_store())
     for i, text in enumerate(FIVE_WAYS):
         await tell(service, "ada", f"t{i}", text)
     await tell(service, "ada", "t4", FIVE_WAYS[4])  # a retried turn adds nothing
@@ -160,7 +128,7 @@ async def test_the_same_fact_five_ways_is_one_memory_with_five_mentions() -> Non
 
 
 async def test_episodes_keep_what_was_said_with_provenance_and_dates() -> None:
-    service = MemoryService(store())
+    service = MemoryService(memory_store())
     saved = await tell(
         service, "u", "t1", "We adopted a puppy yesterday!", when="2023-05-08T13:56:00"
     )
@@ -189,7 +157,7 @@ def test_episodes_carry_the_message_they_answered_and_the_reply() -> None:
 
 
 async def test_edit_delete_and_audit() -> None:
-    service = MemoryService(store())
+    service = MemoryService(memory_store())
     await tell(service, "u", "t1", "My favorite color is teal.")
     await tell(service, "u", "t2", "I adopted a grey cat named Miso today.")
     await tell(service, "u", "t3", "I adopted a grey cat named Miso today!")

@@ -3,37 +3,30 @@ through the whole agent with InMemoryStore and InMemorySaver."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.memory import InMemoryStore
 
-from memory_agent import AgentContext, MemoryService, build_graph
-from memory_agent.embeddings import HashingEmbeddings
+from memory_agent import MemoryService
 from memory_agent.memory.extraction import extract_with_rules
+from tests import helpers
+from tests.helpers import offline_graph as make
 
-
-def make() -> Any:
-    store = InMemoryStore(index={"dims": 512, "embed": HashingEmbeddings(), "fields": ["text"]})
-    return build_graph(checkpointer=InMemorySaver(), store=store)
-
-
-async def say(agent: Any, thread: str, text: str, user: str = "bruno") -> str:
-    out = await agent.ainvoke(
-        {"messages": [("user", text)], "user_id": user},
-        {"configurable": {"thread_id": thread}},
-        context=AgentContext(model="offline"),
-    )
-    assert out["status"] == "completed"
-    return str(out["messages"][-1].content)
+# Every turn here: the offline model, and the turn must complete.
+say = partial(helpers.say, model="offline", status="completed")
 
 
 @pytest.fixture
 async def told() -> Any:
     agent = make()
-    await say(agent, "intro", "My name is Bruno. I live in Porto and I enjoy chess and green tea.")
-    await say(agent, "intro", "I work as a carpenter.")
+    await say(
+        agent,
+        "bruno",
+        "intro",
+        "My name is Bruno. I live in Porto and I enjoy chess and green tea.",
+    )
+    await say(agent, "bruno", "intro", "I work as a carpenter.")
     return agent
 
 
@@ -42,7 +35,7 @@ async def told() -> Any:
     ["What do you remember about me?", "What do you know about me?", "Tell me about me."],
 )
 async def test_a_question_about_the_user_lists_what_is_known(told: Any, question: str) -> None:
-    answer = await say(told, "later", question)
+    answer = await say(told, "bruno", "later", question)
     assert answer.startswith("Here is what I know about you:")
     for known in ("Bruno", "Porto", "chess", "green tea", "carpenter"):
         assert known in answer
@@ -50,7 +43,7 @@ async def test_a_question_about_the_user_lists_what_is_known(told: Any, question
 
 
 async def test_a_user_nobody_knows_is_told_so() -> None:
-    answer = await say(make(), "t", "What do you know about me?", user="nobody")
+    answer = await say(make(), "nobody", "t", "What do you know about me?")
     assert "don't know anything about you yet" in answer
 
 
@@ -67,7 +60,7 @@ async def test_a_user_nobody_knows_is_told_so() -> None:
 async def test_questions_about_the_user_are_answered_from_the_facts(
     told: Any, question: str, wanted: list[str], unwanted: list[str]
 ) -> None:
-    answer = await say(told, "later", question)
+    answer = await say(told, "bruno", "later", question)
     for word in wanted:
         assert word in answer, answer
     for word in unwanted:
@@ -105,7 +98,7 @@ def test_conjunctions_become_separate_memories(text: str, expected: set[str]) ->
 
 async def test_conjunctions_are_stored_separately_through_the_agent() -> None:
     agent = make()
-    await say(agent, "t", "I live in Lisbon and I love hiking and strong coffee.", user="ana")
+    await say(agent, "ana", "t", "I live in Lisbon and I love hiking and strong coffee.")
     texts = {m["text"] for m in await MemoryService(agent.store).list_memories("ana")}
     assert texts == {
         "The user lives in Lisbon.",
@@ -116,12 +109,12 @@ async def test_conjunctions_are_stored_separately_through_the_agent() -> None:
 
 async def test_a_greeting_that_states_a_name_uses_it_and_thanks_get_a_reply() -> None:
     agent = make()
-    hello = await say(agent, "t", "Hi! My name is Ada.", user="ada")
+    hello = await say(agent, "ada", "t", "Hi! My name is Ada.")
     assert "Ada" in hello and hello.startswith("Hello")
-    assert (await say(agent, "t", "thanks!", user="ada")) == "You're welcome, Ada!"
-    stranger = await say(make(), "t", "Thank you so much.", user="zed")
+    assert (await say(agent, "ada", "t", "thanks!")) == "You're welcome, Ada!"
+    stranger = await say(make(), "zed", "t", "Thank you so much.")
     assert stranger == "You're welcome!"
-    other = await say(make(), "t", "Hello, call me Tom.", user="tom")
+    other = await say(make(), "tom", "t", "Hello, call me Tom.")
     assert "Tom" in other
 
 

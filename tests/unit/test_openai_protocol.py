@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessageChunk
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.memory import InMemoryStore
 
-from memory_agent import AgentContext, MemoryService, ModelError, build_graph
+from memory_agent import AgentContext, MemoryService, ModelError
 from memory_agent.agent.boundary import cut_off
-from memory_agent.embeddings import HashingEmbeddings
+from tests.helpers import cfg
+from tests.helpers import offline_graph as make
 from tests.openai_server import (
     DEFAULT_SCRIPT,
     Reply,
@@ -42,15 +41,6 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
         monkeypatch.setenv("MEMORY_AGENT_MODEL", "openai:scripted")
         state.set("answer", Reply(ANSWER))
         yield state
-
-
-def make() -> Any:
-    store = InMemoryStore(index={"dims": 512, "embed": HashingEmbeddings(), "fields": ["text"]})
-    return build_graph(checkpointer=InMemorySaver(), store=store)
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
 
 
 async def turn(

@@ -5,47 +5,22 @@ benchmark data."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import partial
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.store.memory import InMemoryStore
 
-from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.dates import find_dates, query_dates
-from memory_agent.memory.ingest import TurnRecord, extract, remember_turn
 from memory_agent.memory.records import is_question
 from memory_agent.memory.service import MemoryService
-from memory_agent.models import OfflineChatModel
+from tests import helpers
+from tests.helpers import memory_store
+
+# The assistant's answer in every turn told here.
+tell = partial(helpers.tell, answer="I see.")
 
 
 def service() -> MemoryService:
-    store = InMemoryStore(index={"dims": 512, "embed": HashingEmbeddings(), "fields": ["text"]})
-    return MemoryService(store)
-
-
-async def tell(
-    memory: MemoryService,
-    user: str,
-    thread: str,
-    text: str,
-    *,
-    when: str | None = None,
-    speaker: str | None = None,
-) -> None:
-    """One turn (of the user, or of a named speaker) through the response node's write path."""
-    said = HumanMessage(text, name=speaker, id=f"{thread}-{abs(hash(text))}")
-    window = [said, AIMessage("I see.", id=f"{said.id}-a")]
-    drafts = await extract([said], OfflineChatModel(), "rules", when=when)
-    turn: TurnRecord = {
-        "thread_id": thread,
-        "title": "t",
-        "summary": "",
-        "last_message": text,
-        "message_count": 2,
-        "created_at": None,
-        "when": when,
-    }
-    await remember_turn(memory, user, turn, window, {said.id or ""}, drafts)
+    return MemoryService(memory_store())
 
 
 # --- a user's own questions ----------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -15,7 +14,6 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import InjectedToolArg, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
-from langgraph.store.memory import InMemoryStore
 from langgraph.types import RetryPolicy
 from pydantic import BaseModel
 
@@ -29,22 +27,10 @@ from memory_agent import (
     default_teams,
 )
 from memory_agent.cli import _progress
-from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.teams import is_transient
 from memory_agent.teams.builtin import search_memory
-
-
-def make(teams: Sequence[Team] | None = None) -> Any:
-    store = InMemoryStore(index={"dims": 512, "embed": HashingEmbeddings(), "fields": ["text"]})
-    return build_graph(checkpointer=InMemorySaver(), store=store, teams=teams)
-
-
-def cfg(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread}}
-
-
-def ask(text: str, user: str | None = "u1") -> Any:
-    return {"messages": [("user", text)], "user_id": user}
+from tests.helpers import ask, cfg
+from tests.helpers import offline_graph as make
 
 
 class Probe:
