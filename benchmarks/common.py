@@ -1,4 +1,5 @@
-"""What every benchmark shares: a throw-away database, the bare baseline graph, statistics.
+"""What every benchmark shares: a throw-away database, the bare baseline graph, users seeded
+with memories through the product's own store, statistics.
 
 A benchmark runs on `$DATABASE_URL` when it is set (a fresh database is created on that server
 and dropped afterwards), else on an embedded PostgreSQL (pgserver) in a temporary directory that
@@ -13,6 +14,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -28,7 +30,13 @@ from langchain_core.messages import AIMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore, PutOp
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from memory_agent.events import now_iso
+from memory_agent.memory.records import with_terms
+from memory_agent.memory.service import memory_key
+from memory_agent.persistence.namespaces import user_namespace
 
 WORDS = (
     "river garden violin morning coffee mountain tennis paper window orange lantern harbor "
@@ -108,35 +116,50 @@ def machine(url: str | None = None) -> dict[str, Any]:
 
 
 @contextmanager
-def _server(url: str | None = None) -> Iterator[str]:
-    if url := url or os.environ.get("DATABASE_URL"):
+def server_url(workdir: Path) -> Iterator[str]:
+    """The admin URL of a PostgreSQL server: $DATABASE_URL's when set, else an embedded one
+    (pgserver) with its data in `workdir`, stopped and deleted on exit."""
+    if url := os.environ.get("DATABASE_URL"):
         yield url
         return
     from pgserver.postgres_server import get_server
 
-    with tempfile.TemporaryDirectory(prefix="ma-bench-") as tmp:
-        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
-        try:
-            yield str(server.get_uri())
-        finally:
-            server.cleanup()
+    server = get_server(workdir / "pgdata", cleanup_mode="delete")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def fresh_database(admin_url: str, prefix: str = "t") -> Iterator[str]:
+    """A new, empty database on the server of `admin_url`; dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = name
+    try:
+        yield make_conninfo(**params)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
 def database(server: str | None = None) -> Iterator[str]:
     """A fresh, empty database for one benchmark, on `server` (else $DATABASE_URL's server, else
     a temporary embedded one); dropped on exit."""
-    with _server(server) as admin:
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        params = conninfo_to_dict(admin)
-        params["dbname"] = name
-        try:
-            yield make_conninfo(**params)
-        finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if server:
+        with fresh_database(server, "bench") as url:
+            yield url
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="ma-bench-") as tmp,
+        server_url(Path(tmp)) as admin,
+        fresh_database(admin, "bench") as url,
+    ):
+        yield url
 
 
 def bare_graph(checkpointer: AsyncPostgresSaver) -> CompiledStateGraph[Any, Any, Any, Any]:
@@ -162,6 +185,70 @@ async def bare_agent(url: str, pool_size: int = 10) -> AsyncIterator[Any]:
         await saver.setup()
         yield bare_graph(saver)
 
+
+# --- users seeded with memories ------------------------------------------------------------
+
+TOPICS = (
+    "favourite food",
+    "home city",
+    "sister's name",
+    "employer",
+    "favourite book",
+    "dog's name",
+    "weekend hobby",
+    "travel plan",
+    "allergy",
+    "favourite band",
+    "car",
+    "coffee order",
+    "gym routine",
+    "birthday",
+    "language course",
+)
+KINDS = (("fact", "facts"), ("preference", "preferences"), ("entity", "entities"))
+
+
+def memory_text(rng: random.Random, i: int) -> tuple[str, str]:
+    """A (subject, text) pair that reads like an extracted memory."""
+    topic = rng.choice(TOPICS)
+    words = " ".join(rng.sample(WORDS, 4))
+    subject = f"{topic} {i}"
+    return subject, f"The user's {topic} ({i}) involves {words}."
+
+
+def memory_ops(user_id: str, count: int, seed: int = 7) -> list[PutOp]:
+    """`count` facts, preferences and entities of one user, as store puts."""
+    rng = random.Random(seed)
+    ops: list[PutOp] = []
+    now = now_iso()
+    for i in range(count):
+        kind, ns_kind = KINDS[i % len(KINDS)]
+        subject, text = memory_text(rng, i)
+        value: dict[str, Any] = {
+            "scope": "memory",
+            "kind": kind,
+            "subject": subject,
+            "text": text,
+            "thread_id": f"seed-{i % 20}",
+            "message_ids": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        # With its lexical terms, as the service writes it (recall's BM25 reads them).
+        ops.append(
+            PutOp(user_namespace(user_id, ns_kind), memory_key(subject), with_terms(value))  # type: ignore[arg-type]
+        )
+    return ops
+
+
+async def seed_memories(store: BaseStore, user_id: str, count: int, batch: int = 500) -> None:
+    """Give `user_id` `count` memories (embedded by the store, like the product's writes)."""
+    ops = memory_ops(user_id, count)
+    for i in range(0, len(ops), batch):
+        await store.abatch(ops[i : i + batch])
+
+
+# --- what a thread costs ------------------------------------------------------------------
 
 CHECKPOINT_COLUMNS = {
     "checkpoints": (
@@ -211,6 +298,47 @@ def thread_bytes(url: str, thread_id: str) -> dict[str, dict[str, int]]:
 
 def total_bytes(tables: dict[str, dict[str, int]]) -> int:
     return sum(t["bytes"] for t in tables.values())
+
+
+class PeakConnections:
+    """The most connections to one database seen at once (ours, this sampler's own left out)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+@asynccontextmanager
+async def peak_connections(url: str, every: float = 0.05) -> AsyncIterator[PeakConnections]:
+    """Sample `pg_stat_activity` every `every` seconds while the block runs; its `.value` is the
+    peak once the block is done."""
+    dbname = conninfo_to_dict(url).get("dbname")
+    peak = PeakConnections()
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            while not done.is_set():
+                cur = await conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+                row = await cur.fetchone()
+                peak.value = max(peak.value, int(row[0]) if row else 0)
+                await asyncio.sleep(every)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield peak
+    finally:
+        done.set()
+        await watcher
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB."""
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def run(main: Any) -> None:

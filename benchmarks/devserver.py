@@ -1,5 +1,8 @@
 """Run the real `langgraph dev` server in a subprocess (used by the e2e tests and a benchmark).
 
+It lives here, not in tests/, because a benchmark script has only benchmarks/ on its path; the
+tests import it as `benchmarks.devserver`.
+
 The server runs in a working directory of its own that holds the project's `langgraph.json` and
 `memory_agent/` as symlinks, so the configuration is exercised exactly as written while the dev
 server's local files (`.langgraph_api/`) stay out of the repository. It is started in a new
@@ -19,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
 
 QUIET_ENV = {

@@ -16,53 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from common import arguments, database, emit, peak_connections, rss_mb
 
 from memory_agent import Agent, build_graph, open_agent
-
-
-def rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@asynccontextmanager
-async def database(url: str | None) -> AsyncIterator[str]:
-    """A fresh database on `url`'s server, or on a new embedded one."""
-    if url is None:
-        from pgserver.postgres_server import get_server
-
-        workdir = Path(tempfile.mkdtemp(prefix="memory-agent-load-"))
-        server = get_server(workdir / "pgdata", cleanup_mode="delete")
-        try:
-            async with database(str(server.get_uri())) as fresh:
-                yield fresh
-        finally:
-            server.cleanup()
-        return
-    name = f"load_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(url) | {"dbname": name}
-    try:
-        yield make_conninfo(**params)
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
@@ -97,23 +60,6 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             else:
                 await say(agent, u, f"I like hobby{i}.")
 
-    dbname = conninfo_to_dict(url).get("dbname")
-    peak = 0
-    done = asyncio.Event()
-
-    async def watch() -> None:
-        nonlocal peak
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            while not done.is_set():
-                cur = await conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()",
-                    (dbname,),
-                )
-                row = await cur.fetchone()
-                peak = max(peak, int(row[0]) if row else 0)
-                await asyncio.sleep(0.05)
-
     rss_before = rss_mb()
     async with open_agent(url, pool_size=args.pool_size, pool_timeout=120) as guarded:
         agent: Any = guarded
@@ -121,12 +67,10 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             guarded.checkpointer.lock = asyncio.Lock()  # type: ignore[union-attr]
         if args.unguarded:  # the bare graph on the same persistence, for comparison
             agent = build_graph(checkpointer=guarded.checkpointer, store=guarded.store)
-        watcher = asyncio.create_task(watch())
-        started = time.perf_counter()
-        await asyncio.gather(*(user(agent, u) for u in range(args.users)))
-        elapsed = time.perf_counter() - started
-        done.set()
-        await watcher
+        async with peak_connections(url) as peak:
+            started = time.perf_counter()
+            await asyncio.gather(*(user(agent, u) for u in range(args.users)))
+            elapsed = time.perf_counter() - started
         pool = agent.checkpointer.conn  # type: ignore[union-attr]
         pool_stats = pool.get_stats()
     latencies.sort()
@@ -155,11 +99,11 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             "mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
         },
         "pool_size": args.pool_size,
-        "peak_connections": peak,
+        "peak_connections": peak.value,
         "met": {
             "no_errors": not errors and not wrong and not leaked,
             # The pool, plus the one connection that holds the thread locks.
-            "bounded_connections": peak <= args.pool_size + 1,
+            "bounded_connections": peak.value <= args.pool_size + 1,
         },
         "pool": {
             k: pool_stats.get(k)
@@ -174,7 +118,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 
 async def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = arguments(__doc__ or "")
     p.add_argument("--users", type=int, default=200)
     p.add_argument("--turns", type=int, default=10)
     p.add_argument("--pool-size", type=int, default=10)
@@ -189,13 +133,12 @@ async def main() -> int:
         action="store_true",
         help="serialise the checkpointer through one lock, as upstream does, for comparison",
     )
-    p.add_argument("--quick", action="store_true", help="toy sizes: 10 users x 3 turns")
     args = p.parse_args()
     if args.quick:
         args.users, args.turns = 10, 3
-    async with database(args.database) as url:
+    with database(args.database) as url:
         result = await run(args, url)
-    print(json.dumps(result))
+    emit(result)
     return 0 if result["errors"] == result["wrong_answers"] == result["leaked_answers"] == 0 else 1
 
 

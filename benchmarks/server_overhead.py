@@ -7,41 +7,33 @@ database, interleaved so both see the same machine load: `runs.wait`, `runs.stre
 progress event, first token) and a plain HTTP round trip (`threads.get`) for scale. Prints one
 JSON object (medians, plus every sample).
 
-    python benchmarks/server_overhead.py [--starts 3] [--runs 15]
+    python benchmarks/server_overhead.py [--starts 3] [--runs 15] [--quick]
 
 Uses $DATABASE_URL when set, else an embedded PostgreSQL in a temporary directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import arguments, database, emit, median, ms
+from devserver import DevServer
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph_sdk import get_client
 
-from langchain_core.messages import HumanMessage  # noqa: E402
-from langchain_core.runnables import RunnableConfig  # noqa: E402
-from langgraph_sdk import get_client  # noqa: E402
-
-from memory_agent import InputState, open_agent  # noqa: E402
-from tests.e2e.devserver import DevServer  # noqa: E402
-from tests.pg import fresh_database, server_url  # noqa: E402
+from memory_agent import InputState, open_agent
 
 TEXT = "I live in Busan and I like hiking. What should I do this weekend?"
 TOKEN = "bench-token-0123456789abcdef"
-
-
-def _ms(seconds: list[float]) -> list[float]:
-    return [round(s * 1000, 2) for s in seconds]
 
 
 def _server(workdir: Path, url: str) -> DevServer:
@@ -60,10 +52,6 @@ def _queue_median_ms(server: DevServer, last: int) -> float:
     log = re.sub(r"\x1b\[[0-9;]*m", "", server.log_path.read_text())  # colour codes
     waits = [int(m) for m in re.findall(r"run_queue_ms=(\d+)", log)]
     return float(statistics.median(waits[-last:])) if waits else float("nan")
-
-
-def _median_ms(seconds: list[float]) -> float:
-    return round(statistics.median(seconds) * 1000, 2)
 
 
 async def _latencies(server: DevServer, url: str, runs: int, warmup: int) -> dict[str, Any]:
@@ -117,7 +105,7 @@ async def _latencies(server: DevServer, url: str, runs: int, warmup: int) -> dic
             if i >= warmup:
                 for name, value in sample.items():
                     times[name].append(value)
-    medians = {f"{name}_median_ms": _median_ms(values) for name, values in times.items()}
+    medians = {f"{name}_median_ms": ms(median(values)) for name, values in times.items()}
     program = statistics.median(times["program"])
     return {
         **medians,
@@ -128,22 +116,20 @@ async def _latencies(server: DevServer, url: str, runs: int, warmup: int) -> dic
             (statistics.median(times["server_stream"]) - program) * 1000, 2
         ),
         "ratio_server_wait_to_program": round(statistics.median(times["server_wait"]) / program, 2),
-        "runs_ms": {name: _ms(values) for name, values in times.items()},
+        "runs_ms": {name: [ms(v) for v in values] for name, values in times.items()},
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__ or "")
     parser.add_argument("--starts", type=int, default=3, help="server starts to time")
     parser.add_argument("--runs", type=int, default=15, help="timed turns per path")
     parser.add_argument("--warmup", type=int, default=2, help="untimed turns per path first")
     args = parser.parse_args()
+    if args.quick:
+        args.starts, args.runs, args.warmup = 1, 2, 1
 
-    with (
-        tempfile.TemporaryDirectory(prefix="server-overhead-") as tmp,
-        server_url(Path(tmp)) as admin_url,
-        fresh_database(admin_url) as url,
-    ):
+    with tempfile.TemporaryDirectory(prefix="server-overhead-") as tmp, database() as url:
         startups: list[float] = []
         for i in range(args.starts):
             server = _server(Path(tmp) / f"start-{i}", url)
@@ -157,27 +143,24 @@ def main() -> None:
             server.stop()
         latency["server_run_queue_median_ms"] = _queue_median_ms(server, args.runs * 2)
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "server_overhead",
-                "dev_server_startup_s": {
-                    "median": round(statistics.median(startups), 3),
-                    "runs": [round(s, 3) for s in startups],
-                },
-                "turn_latency": latency,
-                "config": {
-                    "starts": args.starts,
-                    "runs": args.runs,
-                    "warmup": args.warmup,
-                    "auth": True,
-                    "model": "offline",
-                    "server_calls": ["runs.wait", "runs.stream"],
-                    "program_call": "open_agent().ainvoke",
-                },
+    emit(
+        {
+            "benchmark": "server_overhead",
+            "dev_server_startup_s": {
+                "median": round(statistics.median(startups), 3),
+                "runs": [round(s, 3) for s in startups],
             },
-            indent=2,
-        )
+            "turn_latency": latency,
+            "config": {
+                "starts": args.starts,
+                "runs": args.runs,
+                "warmup": args.warmup,
+                "auth": True,
+                "model": "offline",
+                "server_calls": ["runs.wait", "runs.stream"],
+                "program_call": "open_agent().ainvoke",
+            },
+        }
     )
 
 

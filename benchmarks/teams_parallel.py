@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from typing import Any
 
-from common import database
+from common import arguments, database, emit, log, machine
 from langchain_core.tools import BaseTool, tool
 
 from memory_agent import Agent, Team, default_teams, open_agent
@@ -75,7 +71,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     elapsed = await timed(agents.get(key, slow), setups[key], f"{key}-{rnd}")
                     if rnd:
                         samples[key].append(elapsed)
-                print(f"round {rnd}/{args.rounds}", file=sys.stderr, flush=True)
+                log(f"round {rnd}/{args.rounds}")
     p50 = {k: round(statistics.median(v), 1) for k, v in samples.items()}
     return {
         "benchmark": "teams_parallel",
@@ -86,16 +82,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "four_vs_one": round(p50["four_slow"] / p50["one_slow"], 3),
         "team_overhead_ms": round(p50["one_slow"] - p50["no_team"] - args.sleep * 1000, 1),
         "memory_team_extra_ms": round(p50["recall_memory_team"] - p50["recall_no_team"], 1),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
+        "machine": machine(),
     }
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__ or "")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--sleep", type=float, default=0.2)
-    parser.add_argument("--quick", action="store_true", help="3 rounds: checks the script runs")
     ns = parser.parse_args()
     if ns.quick:
         ns.rounds = 3
-    print(json.dumps(asyncio.run(main(ns))), flush=True)
+    emit(asyncio.run(main(ns)))

@@ -18,9 +18,18 @@ import random
 import time
 from typing import Any
 
-from common import arguments, bare_agent, database, emit, log, machine, median, run
+from common import (
+    arguments,
+    bare_agent,
+    database,
+    emit,
+    log,
+    machine,
+    median,
+    run,
+    seed_memories,
+)
 from langchain_core.messages import HumanMessage
-from seed import seed_memories
 from turn_latency import agent_message
 
 from memory_agent import AgentContext, open_agent

@@ -30,11 +30,11 @@ from common import (
     ms,
     percentile,
     run,
+    seed_memories,
     sentence,
 )
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import START, MessagesState, StateGraph
-from seed import seed_memories
 
 from memory_agent import AgentContext, open_agent
 

@@ -12,8 +12,8 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
+from benchmarks.devserver import DevServer
 from memory_agent.server.tokens import hash_token
-from tests.e2e.devserver import DevServer
 from tests.pg import fresh_database, server_url
 
 NAMES = ("alice", "bob", "carol", "dave", "erin")

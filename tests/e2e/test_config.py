@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
+from benchmarks.devserver import LANGGRAPH, QUIET_ENV, REPO
 from memory_agent.server import auth, routes
 from memory_agent.server import deployment as server
-from tests.e2e.devserver import LANGGRAPH, QUIET_ENV, REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph_sdk import get_client
 
+from benchmarks.devserver import DevServer
 from memory_agent import open_agent
 from tests.e2e.conftest import dev_server
-from tests.e2e.devserver import DevServer
 from tests.e2e.sdk import GRAPH, checkpoint_count, stream_turn
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from langgraph_sdk.client import LangGraphClient
 
+from benchmarks.devserver import REPO
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
 from tests.e2e.conftest import TOKENS, USERS, Running, bearer, client_for
-from tests.e2e.devserver import REPO
 from tests.e2e.sdk import (
     GRAPH,
     checkpoint_count,

@@ -18,10 +18,11 @@ import psutil
 import pytest
 from langgraph_sdk import get_client
 
+from benchmarks.devserver import LANGGRAPH, QUIET_ENV, REPO, DevServer, free_port, prepare_project
 from memory_agent.server.deployment import OPEN_SERVER_WARNING
 from tests.e2e.conftest import Running
-from tests.e2e.devserver import LANGGRAPH, QUIET_ENV, REPO, DevServer, free_port, prepare_project
 from tests.e2e.sdk import GRAPH
+from tests.helpers import postmaster
 
 pytestmark = pytest.mark.e2e
 
@@ -97,9 +98,8 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[DevServer, Path]]:
         yield server, home / "pgdata"
     finally:
         server.stop()
-        if (pid := _postmaster(home / "pgdata")) is not None:
+        if (pid := postmaster(home / "pgdata")) is not None:
             psutil.Process(pid).terminate()  # a failed test leaves no server behind
-
 
 
 async def test_make_server_on_the_embedded_database(
@@ -108,7 +108,7 @@ async def test_make_server_on_the_embedded_database(
     server, pgdata = embedded_server
     server.start()
     up = time.monotonic()
-    assert _postmaster(pgdata) is not None
+    assert postmaster(pgdata) is not None
     async with get_client(url=server.url, api_key=None) as client:
         thread = await client.threads.create()
         turn = {"messages": [{"role": "user", "content": "I live in Lima."}], "user_id": "lu"}
@@ -128,6 +128,6 @@ async def test_make_server_on_the_embedded_database(
     server.stop()
 
     deadline = time.monotonic() + 15
-    while _postmaster(pgdata) is not None and time.monotonic() < deadline:
+    while postmaster(pgdata) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _postmaster(pgdata) is None, "the embedded PostgreSQL stops with its last user"
+    assert postmaster(pgdata) is None, "the embedded PostgreSQL stops with its last user"

@@ -21,9 +21,9 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
+from benchmarks.devserver import REPO, DevServer
 from memory_agent import memories, open_agent
 from tests.e2e.conftest import TOKENS, USERS, Running, bearer, dev_server
-from tests.e2e.devserver import REPO, DevServer
 
 pytestmark = pytest.mark.e2e
 
