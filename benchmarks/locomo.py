@@ -11,6 +11,7 @@ one answering it, dated by the session's date. Each question then goes through
         [--k 5,10] [--database URL] [--weights lexical=1,semantic=0.1] [--ablations]
         [--baseline] [--context BEFORE,AFTER,MESSAGE] [--whole-messages]
         [--conversations conv-26,conv-30] [--dump misses.json]
+    python benchmarks/locomo.py --quick [...]   # a tiny LoCoMo-shaped sample instead of --data
 
 Prints one JSON object: `overall` (categories 1-4) and `by_category` ("1".."5") with
 recall@k, hit@k and words@k, `ingest_ms_per_turn`, `recall_p50_ms`, `recall_p95_ms` (query
@@ -38,10 +39,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import database
+from common import database, emit
 from langchain_core.messages import HumanMessage
 
-from memory_agent.embeddings import resolve_embeddings
 from memory_agent.memory import records as memory_records
 from memory_agent.memory.ingest import TurnRecord, extract, remember_turn
 from memory_agent.memory.lexical import analyze, bm25_scores
@@ -50,9 +50,8 @@ from memory_agent.memory.records import MemoryRecord
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, title_for
 from memory_agent.models import OfflineChatModel
+from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
-from memory_agent.persistence.schema import setup_database
-from memory_agent.persistence.store import ExactSearchStore, index_config
 
 CATEGORIES = ("1", "2", "3", "4", "5")
 SCORED = ("1", "2", "3", "4")
@@ -107,10 +106,11 @@ def session_time(text: str) -> datetime:
     return datetime.strptime(" ".join(text.split()), "%I:%M %p on %d %B, %Y")
 
 
-def load(path: Path) -> list[Conversation]:
-    """The conversations of a LoCoMo file, with their scorable questions."""
+def load(path: Path | None) -> list[Conversation]:
+    """The conversations of a LoCoMo file (None: the tiny `sample_data()`), with their scorable
+    questions."""
     conversations: list[Conversation] = []
-    for sample in json.loads(path.read_text()):
+    for sample in json.loads(path.read_text()) if path else sample_data():
         conv = sample["conversation"]
         sessions: list[Session] = []
         n = 1
@@ -131,6 +131,56 @@ def load(path: Path) -> list[Conversation]:
                 c.questions.append(Question(qa["question"], str(qa["category"]), evidence))
         conversations.append(c)
     return conversations
+
+
+# A tiny LoCoMo-shaped sample (`--quick`): two conversations of two sessions, with evidence ids
+# in the data's odd spellings, an image caption, and a question left without evidence.
+
+
+def sample_conversation(sample: str, a: str, b: str) -> dict[str, Any]:
+    return {
+        "sample_id": sample,
+        "conversation": {
+            "speaker_a": a,
+            "speaker_b": b,
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": [
+                {"speaker": a, "dia_id": "D1:1", "text": "Hey! I adopted a puppy yesterday."},
+                {"speaker": b, "dia_id": "D1:2", "text": "Wow! What is its name?"},
+                {"speaker": a, "dia_id": "D1:3", "text": "Her name is Biscuit."},
+                {
+                    "speaker": b,
+                    "dia_id": "D1:4",
+                    "text": "Look at what I painted.",
+                    "img_url": ["http://example.com/x.jpg"],
+                    "blip_caption": "a painting of a sunset over a lake",
+                },
+            ],
+            "session_2_date_time": "10:37 am on 27 June, 2023",
+            "session_2": [
+                {"speaker": b, "dia_id": "D2:1", "text": "I ran a charity race last Sunday."},
+                {"speaker": a, "dia_id": "D2:2", "text": "Amazing, how far did you run?"},
+                {"speaker": b, "dia_id": "D2:3", "text": "Ten kilometers, for a shelter."},
+            ],
+        },
+        "qa": [
+            {"question": f"When did {a} adopt a puppy?", "answer": "7 May 2023",
+             "evidence": ["D1:1"], "category": 2},
+            {"question": f"What is the name of {a}'s puppy?", "answer": "Biscuit",
+             "evidence": ["D1:3; D1:1"], "category": 1},
+            {"question": f"What did {b} paint?", "answer": "a sunset",
+             "evidence": ["D:1:04"], "category": 4},
+            {"question": f"How far did {b} run?", "answer": "10 km",
+             "evidence": ["D2:3", "D9:9", "D"], "category": 4},
+            {"question": "Which race did they skip?", "adversarial_answer": "none",
+             "evidence": ["D2:1"], "category": 5},
+            {"question": "Unscorable", "answer": "x", "evidence": ["D7:1"], "category": 3},
+        ],
+    }  # fmt: skip
+
+
+def sample_data() -> list[dict[str, Any]]:
+    return [sample_conversation("c-1", "Ann", "Bo"), sample_conversation("c-2", "Cy", "Di")]
 
 
 async def ingest(service: MemoryService, conv: Conversation) -> int:
@@ -272,7 +322,7 @@ ABLATIONS = {
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     ks = sorted({int(k) for k in args.k.split(",")})
-    conversations = load(Path(args.data))
+    conversations = load(Path(args.data) if args.data else None)
     if args.conversations:
         wanted = [c.strip() for c in args.conversations.split(",") if c.strip()]
         unknown = sorted(set(wanted) - {c.sample_id for c in conversations})
@@ -288,12 +338,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         memory_records.CONTEXT_MESSAGE = message
     if args.whole_messages:
         memory_records.MIN_SENTENCE_WORDS = sys.maxsize
-    embeddings, dims = resolve_embeddings(args.embedder)
-    index = index_config(embeddings, dims)
     with database(args.database) as url:
         async with open_pool(url, max_size=4) as pool:
-            await setup_database(pool, index)
-            store = ExactSearchStore(pool, index=index)
+            store = await open_store(pool, embeddings=args.embedder)
             base = default_weights(store)
             weights = RecallWeights.parse(args.weights, base) if args.weights else base
             service = MemoryService(store, weights=weights)
@@ -351,7 +398,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="a LoCoMo JSON file")
+    p.add_argument("--data", help="a LoCoMo JSON file (required unless --quick)")
+    p.add_argument("--quick", action="store_true", help="the tiny built-in sample, not --data")
     p.add_argument("--embedder", help="offline (default), local, or provider:model")
     p.add_argument("--k", default="5,10", help="cut-offs, e.g. 5,10")
     p.add_argument("--database", help="PostgreSQL server URL (default: a temporary embedded one)")
@@ -374,9 +422,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.quick == bool(args.data):
+        p.error("give --data FILE, or --quick for the tiny built-in sample")
     result = asyncio.run(run(args))
-    print(json.dumps(result, indent=2))
+    emit(result)
     return 0
 
 

@@ -41,15 +41,15 @@ from langgraph.store.postgres import AsyncPostgresStore
 from memory_agent.embeddings import resolve_embeddings
 from memory_agent.events import now_iso
 from memory_agent.memory.dates import query_dates
-from memory_agent.memory.lexical import query_terms, stem
+from memory_agent.memory.lexical import K1, B, query_terms, stem
 from memory_agent.memory.ranking import RecallWeights
 from memory_agent.memory.records import MemoryBudget, with_terms
 from memory_agent.memory.service import MemoryService, memory_key
 from memory_agent.persistence import store_sql as pg
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
+from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
-from memory_agent.persistence.schema import setup_database
-from memory_agent.persistence.store import ExactSearchStore, index_config
+from memory_agent.persistence.store import ExactSearchStore
 from memory_agent.persistence.vector_search import MIN_MEMORIES, index_large_users
 from memory_agent.persistence.vectors import vector_text
 
@@ -268,7 +268,14 @@ async def measure_recall(
         wanted = BUDGET["memories"]
         if weights.semantic == 0:
             terms = query_terms(query_dates(text)[1])
-            matches = await pg.lexical_search(service.store, namespaces, terms, limit=wanted)  # type: ignore[arg-type]
+            matches = await pg.lexical_search(
+                service.store,  # type: ignore[arg-type]
+                namespaces,
+                terms,
+                limit=wanted,
+                k1=K1,
+                b=B,
+            )
             wanted = len(matches)
         memories = [r for r in records if r["kind"] != "conversation"]
         conversations = len(records) - len(memories)
@@ -305,18 +312,16 @@ async def main() -> None:
         largest = args.largest or 100_000
         sizes = {"scale-1k": 1_000, "scale-10k": 10_000, "scale-100k": largest}
         total, queries, min_memories = args.total or 1_000_000, 100, MIN_MEMORIES
-    emb, dims = resolve_embeddings("offline")
-    index = index_config(emb, dims)
+    emb, _ = resolve_embeddings("offline")
     rng = random.Random(11)
     with database() as url:
         started = time.perf_counter()
         async with open_pool(url) as pool:
-            await setup_database(pool, index)
+            store = await open_store(pool, embeddings=emb)
             user_ops = {user: memory_ops(user, n, seed=n) for user, n in sizes.items()}
             stored = await build(url, user_ops, total, emb)
             build_s = time.perf_counter() - started
             log(f"built {stored:,} memories in {build_s:.0f} s")
-            store = ExactSearchStore(pool, index=index)
             service = MemoryService(store)
             offline, with_vectors = service.weights, RecallWeights(semantic=1.0)
             await add_conversations(service, list(sizes))

@@ -26,7 +26,27 @@ KEYS = {
     "memory_scale": {"runs"},
     "cold_start": {"warm_s", "first_s"},
     "load": {"turns", "errors", "turns_per_s", "latency_ms", "peak_connections", "rss_mb"},
+    "teams_parallel": {"turn_ms_p50", "two_vs_one", "four_vs_one", "team_overhead_ms"},
+    "server_overhead": {"dev_server_startup_s", "turn_latency", "config"},
+    "locomo": {"overall", "by_category", "ingest_ms_per_turn", "recall_p50_ms", "memories"},
 }
+
+
+def scripts() -> set[str]:
+    """The runnable scripts of benchmarks/ (its helper modules have no `__main__` block)."""
+    folder = ROOT / "benchmarks"
+    return {
+        p.stem
+        for p in folder.glob("*.py")
+        if 'if __name__ == "__main__":' in p.read_text() and p.stem != "run_all"
+    }
+
+
+def test_run_all_runs_every_script() -> None:
+    from benchmarks.run_all import BENCHMARKS
+
+    assert sorted(BENCHMARKS) == sorted(scripts())
+    assert set(KEYS) == scripts()
 
 
 def test_every_benchmark_runs_and_reports_its_keys(pg_server: str) -> None:
@@ -41,6 +61,7 @@ def test_every_benchmark_runs_and_reports_its_keys(pg_server: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.splitlines()[-1])["results"]
+    assert set(results) == scripts()
     for name, keys in KEYS.items():
         assert keys <= results[name].keys(), (name, sorted(results[name]))
     for run in results["throughput"]["runs"]:
