@@ -36,7 +36,13 @@ from memory_agent.analysis import report_lines, thread_report
 from memory_agent.context import AgentContext
 from memory_agent.errors import InvalidInputError, MemoryAgentError, ModelError
 from memory_agent.graph import Agent
-from memory_agent.memory.records import Memory, MemoryKind, MemoryRecord
+from memory_agent.memory.records import (
+    KNOWLEDGE,
+    MEMORY_KINDS,
+    Memory,
+    MemoryKind,
+    MemoryRecord,
+)
 from memory_agent.memory.service import AuditReport, MemoryService
 from memory_agent.models import check_models
 from memory_agent.persistence.checkpointer import DURABILITY
@@ -327,12 +333,9 @@ async def _thread_show(args: argparse.Namespace, ctx: AgentContext) -> int:
 
 
 _KINDS: dict[str, tuple[MemoryKind, ...]] = {
-    "knowledge": ("fact", "preference", "entity"),
-    "fact": ("fact",),
-    "preference": ("preference",),
-    "entity": ("entity",),
-    "episode": ("episode",),
-    "all": ("fact", "preference", "entity", "episode"),
+    "knowledge": KNOWLEDGE,
+    **{kind: (kind,) for kind in MEMORY_KINDS},
+    "all": MEMORY_KINDS,
 }
 
 

@@ -14,8 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import ConfigurationError, InvalidInputError
 from memory_agent.graph import Agent
-from memory_agent.memory.records import with_terms
-from memory_agent.memory.service import KNOWLEDGE, MemoryService
+from memory_agent.memory.records import KNOWLEDGE, with_terms
+from memory_agent.memory.service import MemoryService
 from memory_agent.persistence.embedded import database_url
 from memory_agent.persistence.namespaces import KINDS, user_namespace, validate_user_id
 from memory_agent.persistence.pool import open_pool

@@ -16,25 +16,24 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
-from typing import Literal, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
 from memory_agent.context import StructuredOutputMethod
 from memory_agent.memory.dates import day
+from memory_agent.memory.records import KnowledgeKind
 from memory_agent.models import structured_call
 from memory_agent.prompts import EXTRACTION_PROMPT
 
 logger = logging.getLogger(__name__)
 
-DraftKind = Literal["fact", "preference", "entity"]
-
 
 class MemoryDraft(TypedDict):
     """A memory to persist, before provenance is attached."""
 
-    kind: DraftKind
+    kind: KnowledgeKind
     subject: str
     """Normalised subject ("name", "location", "preference:pizza", "entity:dog"): the identity
     of the memory; a newer draft with the same subject replaces the older one."""
@@ -222,7 +221,7 @@ def extract_with_rules(text: str, speaker: str | None = None) -> list[MemoryDraf
 
 
 class _ExtractedMemory(BaseModel):
-    kind: DraftKind = Field(description="fact, preference or entity")
+    kind: KnowledgeKind = Field(description="fact, preference or entity")
     subject: str = Field(
         description="short stable identifier of what it is about, e.g. 'name', 'location', "
         "'preference:pizza', 'entity:dog'"

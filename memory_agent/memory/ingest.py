@@ -28,15 +28,10 @@ from memory_agent.utils import message_text
 logger = logging.getLogger(__name__)
 
 
-class TurnRecord(TypedDict):
-    """The thread-level facts the conversation record is made of."""
+class TurnRecord(ConversationFields):
+    """What a turn says of its thread: its conversation record's fields, and where and when."""
 
     thread_id: str | None
-    title: str
-    summary: str
-    last_message: str
-    message_count: int
-    created_at: str | None
     when: NotRequired[str | None]
     """ISO-8601 time of the turn (None: now): the date of its memories."""
 
@@ -128,17 +123,7 @@ async def remember_turn(
         drafts: what was extracted from them (see `extract`).
     """
     thread_id = turn["thread_id"]
-    fields = (
-        ConversationFields(
-            title=turn["title"],
-            summary=turn["summary"],
-            last_message=turn["last_message"],
-            message_count=turn["message_count"],
-            created_at=turn["created_at"],
-        )
-        if thread_id
-        else None
-    )
+    fields: ConversationFields | None = turn if thread_id else None
     record, written = await service.save_turn(
         user_id,
         thread_id,

@@ -27,12 +27,12 @@ from langgraph.store.base import Item, PutOp, SearchOp
 from memory_agent.errors import InvalidInputError
 from memory_agent.memory.conversation import Conversation, ConversationFields, conversation_write
 from memory_agent.memory.dates import day, resolve_dates
-from memory_agent.memory.extraction import DraftKind, MemoryDraft
+from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.lexical import analyze, jaccard
 from memory_agent.memory.records import (
     HISTORY_SCOPE,
+    KIND_NAMESPACE,
     MEMORY_SCOPE,
-    MemoryKind,
     episode_key,
     episode_value,
     message_source,
@@ -41,15 +41,8 @@ from memory_agent.memory.records import (
     version_id,
     with_terms,
 )
-from memory_agent.persistence.namespaces import Kind, user_namespace
+from memory_agent.persistence.namespaces import user_namespace
 
-KIND_NAMESPACE: dict[MemoryKind, Kind] = {
-    "fact": "facts",
-    "preference": "preferences",
-    "entity": "entities",
-    "episode": "episodes",
-}
-KNOWLEDGE: tuple[DraftKind, ...] = ("fact", "preference", "entity")
 SAME_MEANING = 0.8
 """Term overlap (Jaccard) from which two statements about one subject say the same thing."""
 TWIN_CANDIDATES = 3

@@ -16,13 +16,17 @@ from langgraph.store.base import BaseStore, Item, Result, SearchItem, SearchOp
 from memory_agent.errors import InvalidInputError
 from memory_agent.memory.dates import day, parse_when, query_dates
 from memory_agent.memory.lexical import K1, B, bm25_scores, query_terms
-from memory_agent.memory.plan import KIND_NAMESPACE
 from memory_agent.memory.ranking import Candidate, RecallWeights, fuse
-from memory_agent.memory.records import MEMORY_SCOPE, MemoryBudget, MemoryKind, MemoryRecord
+from memory_agent.memory.records import (
+    KIND_NAMESPACE,
+    MEMORY_KINDS,
+    MEMORY_SCOPE,
+    MemoryBudget,
+    MemoryKind,
+    MemoryRecord,
+)
 from memory_agent.persistence import store_sql as pg
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
-
-ALL_KINDS: tuple[MemoryKind, ...] = ("episode", "fact", "preference", "entity")
 
 
 async def recall(
@@ -60,7 +64,7 @@ async def search(
     An empty query gives the most recent memories.
     """
     prefix = user_prefix(user_id)
-    wanted = tuple(kinds or ALL_KINDS)
+    wanted = tuple(kinds or MEMORY_KINDS)
     ops = list(extra)
     if limit < 1:
         results = await store.abatch(ops) if ops else []

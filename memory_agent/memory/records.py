@@ -30,9 +30,22 @@ from memory_agent.memory.lexical import (
     analyze,
     term_weights,
 )
+from memory_agent.persistence.namespaces import Kind
 
-MemoryKind = Literal["fact", "preference", "entity", "episode"]
-"""The kinds of memory kept for a user (each in its namespace, see `namespaces`)."""
+KnowledgeKind = Literal["fact", "preference", "entity"]
+"""What extraction draws from a turn: one current statement per subject, superseded versions
+kept in history."""
+MemoryKind = Literal[KnowledgeKind, "episode"]
+"""The kinds of memory kept for a user: knowledge, and episodes (sentences kept word for word)."""
+KNOWLEDGE: tuple[KnowledgeKind, ...] = ("fact", "preference", "entity")
+MEMORY_KINDS: tuple[MemoryKind, ...] = (*KNOWLEDGE, "episode")
+KIND_NAMESPACE: dict[MemoryKind, Kind] = {
+    "fact": "facts",
+    "preference": "preferences",
+    "entity": "entities",
+    "episode": "episodes",
+}
+"""The store namespace (see `namespaces`) each kind lives in."""
 RecalledKind = Literal["conversation", MemoryKind]
 """What a turn loads: memories, and the records of the user's other conversations."""
 Scope = Literal["memory", "history"]

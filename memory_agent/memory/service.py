@@ -30,8 +30,6 @@ from memory_agent.memory.conversation import Conversation, ConversationFields, a
 from memory_agent.memory.dates import parse_when
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.plan import (
-    KIND_NAMESPACE,
-    KNOWLEDGE,
     EpisodeDraft,
     Turn,
     memory_key,
@@ -40,6 +38,8 @@ from memory_agent.memory.plan import (
 )
 from memory_agent.memory.ranking import RecallWeights, default_weights
 from memory_agent.memory.records import (
+    KIND_NAMESPACE,
+    KNOWLEDGE,
     Memory,
     MemoryBudget,
     MemoryKind,
@@ -52,7 +52,6 @@ from memory_agent.persistence.namespaces import KINDS, Kind, decode_label, user_
 from memory_agent.persistence.retention import ForgetReceipt
 
 __all__ = [
-    "KNOWLEDGE",
     "AuditReport",
     "Conversation",
     "ConversationFields",

@@ -16,8 +16,8 @@ from memory_agent.errors import ConfigurationError, ModelError
 from memory_agent.events import emit
 from memory_agent.identity import acting_user
 from memory_agent.intent import about_the_user, budget_for, classify
-from memory_agent.memory.records import MemoryRecord
-from memory_agent.memory.service import KNOWLEDGE, MemoryService
+from memory_agent.memory.records import KNOWLEDGE, MemoryRecord
+from memory_agent.memory.service import MemoryService
 from memory_agent.models import ModelFallback, decision_model, fallback_line
 from memory_agent.nodes.rollback import roll_back
 from memory_agent.state import Plan, SupervisorState

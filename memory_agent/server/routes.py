@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, get_args
+from typing import Any
 
 import httpx
 import psycopg
@@ -52,8 +52,7 @@ from starlette.routing import Route
 from memory_agent.agent.boundary import latest_turn
 from memory_agent.analysis import thread_report
 from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
-from memory_agent.memory.extraction import DraftKind
-from memory_agent.memory.records import MemoryBudget
+from memory_agent.memory.records import KNOWLEDGE, MemoryBudget
 from memory_agent.memory.service import MemoryService
 from memory_agent.persistence.namespaces import user_namespace, validate_user_id
 from memory_agent.persistence.opening import open_store
@@ -70,7 +69,7 @@ MAX_LIMIT = 100
 MAX_OFFSET = 100_000
 MAX_MEMORY_CHARS = 2_000
 _THREAD_PAGE = 100
-_KINDS: tuple[DraftKind, ...] = get_args(DraftKind)
+_KINDS = KNOWLEDGE
 
 
 class RouteError(Exception):
