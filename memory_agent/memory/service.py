@@ -22,7 +22,7 @@ from typing import Any, cast
 import psycopg
 from langgraph.store.base import BaseStore, GetOp, Item, Op, PutOp, SearchItem
 
-from memory_agent.errors import InvalidInputError
+from memory_agent.errors import InvalidInputError, database_error, is_outage
 from memory_agent.events import now_iso
 from memory_agent.memory import recall as recall_
 from memory_agent.memory.audit import AuditReport, audit_report
@@ -212,9 +212,14 @@ class MemoryService:
                 writes = plan_turn(turn, stored, twins, now_iso())
                 await pg.batched(bound, writes.puts)
         except psycopg.Error as exc:
-            if pg.is_outage(exc):
-                raise
-            raise pg.refused(exc, "this turn's memories") from exc
+            if is_outage(exc):
+                raise  # the run boundary reports it, naming the thread it cut off
+            raise database_error(
+                exc,
+                "to store this turn's memories",
+                refusals=True,
+                after="nothing of this turn was stored and the thread is unchanged",
+            ) from exc
         return writes.record, writes.written
 
     # --- reading and managing memories ---------------------------------------------------

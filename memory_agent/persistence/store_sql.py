@@ -34,12 +34,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import (
     ConfigurationError,
-    MemoryAgentError,
     database_error,
-    is_outage,
 )
-
-__all__ = ["is_outage"]  # still read as `store_sql.is_outage` by the memory service
 
 logger = logging.getLogger(__name__)
 
@@ -150,16 +146,6 @@ async def _connection(store: AsyncPostgresStore) -> AsyncIterator[psycopg.AsyncC
     else:
         async with store.lock:
             yield cast(psycopg.AsyncConnection[Any], conn)
-
-
-def refused(exc: psycopg.Error, what: str) -> MemoryAgentError:
-    """The error that says PostgreSQL refused to store `what` (an outage stays an outage)."""
-    return database_error(
-        exc,
-        f"to store {what}",
-        refusals=True,
-        after="nothing of this turn was stored and the thread is unchanged",
-    )
 
 
 def postgres(store: BaseStore) -> AsyncPostgresStore | None:
