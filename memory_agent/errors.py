@@ -158,7 +158,7 @@ def database_error(
     how to finish once the database is back.
     """
     name = database or "PostgreSQL"
-    tail = "".join(f". {part}" for part in (after, retry) if part)
+    tail = "".join(f". {part[0].upper()}{part[1:]}" for part in (after, retry) if part)
     if refusals and not is_outage(exc):
         return StorageRefusedError(
             f"{name} refused {doing}: {_cause(exc)} (SQLSTATE {exc.sqlstate}). The database "

@@ -165,7 +165,7 @@ class GuardedAgent(Agent):
         except psycopg.Error as exc:
             raise database_error(
                 exc,
-                f"a turn on thread {thread_id!r}",
+                f"running a turn on thread {thread_id!r}",
                 database=guard.database,
                 refusals=True,
                 after="the thread keeps its last checkpoint",
