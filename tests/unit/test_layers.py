@@ -171,44 +171,15 @@ def test_the_checker_sees_upward_edges_at_any_depth() -> None:
     ]
 
 
-PUBLIC_API = (
-    "Agent",
-    "AgentContext",
-    "ConfigurationError",
-    "DatabaseUnavailableError",
-    "GuardedAgent",
-    "InputState",
-    "InvalidInputError",
-    "MemoryAgentError",
-    "MemoryService",
-    "ModelError",
-    "OfflineChatModel",
-    "OutputState",
-    "PruneReceipt",
-    "StorageRefusedError",
-    "SupervisorState",
-    "SyncAgent",
-    "Team",
-    "TeamRequest",
-    "ThreadBusyError",
-    "ThreadOwnershipError",
-    "TransientError",
-    "build_graph",
-    "builder",
-    "default_teams",
-    "forget_user",
-    "graph",
-    "memories",
-    "open_agent",
-    "open_agent_sync",
-    "open_pool",
-    "prune",
-    "reindex_store",
-    "resolve_chat_model",
-    "resolve_memory_key",
-    "resume_turn",
-    "setup_database",
-)
+PUBLIC_API = """
+    Agent AgentContext ConfigurationError DatabaseUnavailableError GuardedAgent
+    InputState InvalidInputError MemoryAgentError MemoryService ModelError
+    OfflineChatModel OutputState PruneReceipt StorageRefusedError SupervisorState
+    SyncAgent Team TeamRequest ThreadBusyError ThreadOwnershipError TransientError
+    build_graph builder default_teams forget_user graph memories open_agent
+    open_agent_sync open_pool prune reindex_store resolve_chat_model resolve_memory_key
+    resume_turn setup_database
+""".split()
 """The names `memory_agent` exported before the package was layered: programs import them."""
 
 

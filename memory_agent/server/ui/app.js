@@ -210,13 +210,24 @@
     if (!noUser && state.auth === false && state.user && path.startsWith("/me")) {
       url.searchParams.set("user_id", state.user);
     }
-    let res;
-    try {
-      res = await fetch(url, {
+    const res = await send(
+      url,
+      {
         method,
         headers: headers(body !== undefined && body !== null),
         body: body !== undefined && body !== null ? JSON.stringify(body) : undefined,
-      });
+      },
+      !(options && options.quiet),
+    );
+    return res.status === 204 ? null : res.json();
+  }
+
+  /** `fetch`, with a failed request or an error status thrown as an `ApiError` (a 401 also
+   * signs the page out, unless `signOut` is false). */
+  async function send(url, init, signOut) {
+    let res;
+    try {
+      res = await fetch(url, init);
     } catch (_) {
       throw new ApiError(0, errorText(0, null));
     }
@@ -228,37 +239,25 @@
         // no JSON body
       }
       const error = new ApiError(res.status, errorText(res.status, detail));
-      if (res.status === 401 && !(options && options.quiet)) signedOut(error.message);
+      if (res.status === 401 && signOut) signedOut(error.message);
       throw error;
     }
-    return res.status === 204 ? null : res.json();
+    return res;
   }
 
   /** Stream one turn; `on[event](data)` for each event. Resolves when the run ends. */
   async function streamTurn(threadId, text, on) {
     const input = { messages: [{ role: "user", content: text }] };
     if (state.auth === false) input.user_id = state.user;
-    let res;
-    try {
-      res = await fetch(`/threads/${encodeURIComponent(threadId)}/runs/stream`, {
+    const res = await send(
+      `/threads/${encodeURIComponent(threadId)}/runs/stream`,
+      {
         method: "POST",
         headers: { ...headers(true), Accept: "text/event-stream" },
         body: JSON.stringify({ assistant_id: GRAPH, input, stream_mode: STREAM_MODES }),
-      });
-    } catch (_) {
-      throw new ApiError(0, errorText(0, null));
-    }
-    if (!res.ok) {
-      let detail = null;
-      try {
-        detail = await res.json();
-      } catch (_) {
-        // no JSON body
-      }
-      const error = new ApiError(res.status, errorText(res.status, detail));
-      if (res.status === 401) signedOut(error.message);
-      throw error;
-    }
+      },
+      true,
+    );
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
