@@ -40,6 +40,7 @@ from langgraph.store.postgres import AsyncPostgresStore
 
 from memory_agent.embeddings import resolve_embeddings
 from memory_agent.events import now_iso
+from memory_agent.memory.conversation import ConversationFields
 from memory_agent.memory.dates import query_dates
 from memory_agent.memory.lexical import K1, B, query_terms, stem
 from memory_agent.memory.ranking import RecallWeights
@@ -290,14 +291,13 @@ async def measure_recall(
 async def add_conversations(service: MemoryService, users: list[str]) -> None:
     for user in users:
         for i in range(CONVERSATIONS):
-            await service.save_conversation(
-                user,
-                f"{user}-thread-{i}",
-                title=f"Conversation {i}",
-                summary=f"The user talked about topic {i}.",
-                last_message="Thanks!",
-                message_count=2,
-            )
+            record: ConversationFields = {
+                "title": f"Conversation {i}",
+                "summary": f"The user talked about topic {i}.",
+                "last_message": "Thanks!",
+                "message_count": 2,
+            }
+            await service.save_turn(user, f"{user}-thread-{i}", record, [])
 
 
 async def main() -> None:

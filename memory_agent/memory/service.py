@@ -15,7 +15,7 @@ from: `plan` (what a turn writes), `recall` (ranking a user's memories for a que
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -77,29 +77,6 @@ class MemoryService:
 
     # --- conversations -------------------------------------------------------------------
 
-    async def save_conversation(
-        self,
-        user_id: str,
-        thread_id: str,
-        *,
-        title: str,
-        summary: str,
-        last_message: str,
-        message_count: int,
-        created_at: str | None = None,
-    ) -> Conversation:
-        """Create or update (in place) the record of one thread."""
-        fields: ConversationFields = {
-            "title": title,
-            "summary": summary,
-            "last_message": last_message,
-            "message_count": message_count,
-            "created_at": created_at,
-        }
-        record, _ = await self.save_turn(user_id, thread_id, fields, [])
-        assert record is not None
-        return record
-
     async def list_conversations(
         self, user_id: str, *, limit: int = 20, offset: int = 0
     ) -> list[Conversation]:
@@ -131,24 +108,6 @@ class MemoryService:
         """
         _, written = await self.save_turn(
             user_id, thread_id, None, [], episodes=episodes, when=when
-        )
-        return written
-
-    async def save_memories(
-        self,
-        user_id: str,
-        drafts: Iterable[MemoryDraft],
-        *,
-        thread_id: str | None,
-        message_ids: Sequence[str] = (),
-        when: str | datetime | None = None,
-    ) -> list[str]:
-        """Write facts, preferences and entities with their provenance; return the keys written.
-
-        See `save_turn` for how a draft updates, supersedes or repeats what is stored.
-        """
-        _, written = await self.save_turn(
-            user_id, thread_id, None, list(drafts), message_ids=message_ids, when=when
         )
         return written
 

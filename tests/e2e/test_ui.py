@@ -23,6 +23,7 @@ from langgraph_sdk import get_sync_client
 
 from benchmarks.devserver import REPO, DevServer
 from memory_agent import memories, open_agent
+from memory_agent.memory.conversation import ConversationFields
 from tests.e2e.conftest import TOKENS, USERS, Running, bearer, dev_server
 
 pytestmark = pytest.mark.e2e
@@ -463,14 +464,13 @@ def test_a_long_conversation_list_pages(page_for: Any, running: Running, web: ht
         async with open_agent(running.database_url, setup=False) as agent:
             service = memories(agent)
             for i in range(PAGE + 1):
-                await service.save_conversation(
-                    USERS["erin"],
-                    f"paged-{i:02d}",
-                    title=f"Paged {i:02d}",
-                    summary="",
-                    last_message=f"message {i}",
-                    message_count=2,
-                )
+                record: ConversationFields = {
+                    "title": f"Paged {i:02d}",
+                    "summary": "",
+                    "last_message": f"message {i}",
+                    "message_count": 2,
+                }
+                await service.save_turn(USERS["erin"], f"paged-{i:02d}", record, [])
 
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
         pool.submit(asyncio.run, seed()).result()

@@ -196,10 +196,10 @@ async def test_concurrent_supersession_keeps_every_version(database_url: str) ->
         service = MemoryService(agent.store)
         for r in range(6):
             user = f"race-{r}"
-            await service.save_memories(user, [location("Paris")], thread_id="t0")
+            await service.save_turn(user, "t0", None, [location("Paris")])
             await asyncio.gather(
-                service.save_memories(user, [location("Berlin")], thread_id="t1"),
-                service.save_memories(user, [location("Rome")], thread_id="t2"),
+                service.save_turn(user, "t1", None, [location("Berlin")]),
+                service.save_turn(user, "t2", None, [location("Rome")]),
             )
             key = (await service.list_memories(user))[0]["key"]
             versions = await service.history(user, key)
@@ -310,6 +310,6 @@ async def test_a_resent_message_changes_nothing_in_the_service(database_url: str
         first = await save("m-1")
         assert await save("m-2") == first
         # A new statement in another thread is a new mention.
-        await service.save_memories(USER, drafts, thread_id="t2", message_ids=["m-3"])
+        await service.save_turn(USER, "t2", None, drafts, message_ids=["m-3"])
         mentions = (await service.list_memories(USER))[0].get("mentions")
     assert mentions == 2
