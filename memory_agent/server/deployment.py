@@ -218,15 +218,23 @@ async def thread_taken(thread_id: str, user_id: str) -> str | None:
     return await _RUNNING[-1].not_theirs(thread_id, user_id)
 
 
-_STATUS: tuple[tuple[type[MemoryAgentError], int], ...] = (
-    (InvalidInputError, 422),
-    (StorageRefusedError, 422),
-    (ConfigurationError, 400),
-    (ThreadOwnershipError, 403),
-    (ThreadBusyError, 409),
-    (DatabaseUnavailableError, 503),
-    (ModelError, 502),
+_STATUS: tuple[tuple[type[MemoryAgentError], int, str], ...] = (
+    (InvalidInputError, 422, "invalid_input"),
+    (StorageRefusedError, 422, "storage_refused"),
+    (ConfigurationError, 400, "bad_request"),
+    (ThreadOwnershipError, 403, "forbidden"),
+    (ThreadBusyError, 409, "busy"),
+    (DatabaseUnavailableError, 503, "database_unavailable"),
+    (ModelError, 502, "model_failed"),
 )
+
+
+def http_status(exc: MemoryAgentError) -> tuple[int, str]:
+    """The HTTP status and error code the server answers `exc` with (the graph's runs and the
+    memory routes alike)."""
+    return next(
+        ((code, name) for cls, code, name in _STATUS if isinstance(exc, cls)), (500, "error")
+    )
 
 
 def http_error(exc: MemoryAgentError) -> HTTPException:
@@ -237,7 +245,7 @@ def http_error(exc: MemoryAgentError) -> HTTPException:
     """
     if isinstance(exc, HTTPException):
         return exc
-    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    status, _ = http_status(exc)
     return _answered(type(exc))(status_code=status, detail=str(exc))
 
 

@@ -39,11 +39,9 @@ from importlib import resources
 from typing import Any
 
 import httpx
-import psycopg
 from langgraph.store.base import PutOp
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -51,7 +49,12 @@ from starlette.routing import Route
 
 from memory_agent.agent.boundary import latest_turn
 from memory_agent.analysis import thread_report
-from memory_agent.errors import DatabaseUnavailableError, InvalidInputError, ThreadBusyError
+from memory_agent.errors import (
+    DatabaseUnavailableError,
+    InvalidInputError,
+    MemoryAgentError,
+    database_errors,
+)
 from memory_agent.memory.records import KNOWLEDGE, MemoryBudget
 from memory_agent.memory.service import MemoryService
 from memory_agent.persistence.namespaces import user_namespace, validate_user_id
@@ -59,7 +62,7 @@ from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import Pool
 from memory_agent.persistence.retention import forget_user_data
 from memory_agent.server.auth import OWNER_KEY
-from memory_agent.server.deployment import server_pool
+from memory_agent.server.deployment import http_status, server_pool
 from memory_agent.server.tokens import TokenTable, bearer_token
 from memory_agent.validation import storage_problem, validate_key
 
@@ -373,17 +376,15 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         deps: _Deps = request.app.state.memory_routes
         try:
-            return JSONResponse(await handler(request, deps, _caller(request, deps.tokens)))
+            with database_errors("answering a memory route", refusals=True):
+                return JSONResponse(await handler(request, deps, _caller(request, deps.tokens)))
         except RouteError as exc:
-            error = (exc.status, exc.code, exc.detail)
-        except InvalidInputError as exc:
-            error = (422, "invalid_input", str(exc))
-        except ThreadBusyError as exc:
-            error = (409, "busy", str(exc))
-        except (DatabaseUnavailableError, psycopg.OperationalError, PoolTimeout) as exc:
-            logger.error("database unavailable: %s", exc)
-            error = (503, "database_unavailable", "the database is unavailable")
-        status, code, detail = error
+            status, code, detail = exc.status, exc.code, exc.detail
+        except MemoryAgentError as exc:
+            (status, code), detail = http_status(exc), str(exc)
+            if isinstance(exc, DatabaseUnavailableError):
+                logger.error("database unavailable: %s", exc)
+                detail = "the database is unavailable"
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
