@@ -1,14 +1,18 @@
-"""Leaf helpers every layer may use: reading a message's text, words, identifiers, LIKE patterns.
+"""Leaf helpers every layer may use: reading a message's text, words, identifiers, LIKE patterns,
+the agent's home directory.
 
 Nothing here imports another module of the package except `errors`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
+from pathlib import Path
 
 from langchain_core.messages import BaseMessage
+from platformdirs import user_data_dir
 
 from memory_agent.errors import InvalidInputError
 
@@ -74,3 +78,10 @@ def validate_identifier(value: object, what: str, *, max_chars: int) -> str:
 def escape_like(text: str) -> str:
     """`text` as a literal inside a LIKE pattern written with `ESCAPE '\\'`."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def agent_home() -> Path:
+    """The agent's own files (the embedded database, built models): $MEMORY_AGENT_HOME, else
+    the user's data directory."""
+    home = os.environ.get("MEMORY_AGENT_HOME")
+    return Path(home).expanduser() if home else Path(user_data_dir("memory-agent"))

@@ -19,17 +19,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_data_dir
-
 from memory_agent.errors import DatabaseUnavailableError
+from memory_agent.utils import agent_home
 
 _EMBEDDED_DB = "memory_agent"
-
-
-def agent_home() -> Path:
-    """Where the embedded database lives: $MEMORY_AGENT_HOME, else the user's data dir."""
-    home = os.environ.get("MEMORY_AGENT_HOME")
-    return Path(home).expanduser() if home else Path(user_data_dir("memory-agent"))
 
 
 # Per process, by pgdata: whether `_release` is registered for exit, and how many open
