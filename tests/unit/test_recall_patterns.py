@@ -166,9 +166,9 @@ async def test_a_category_question_prefers_statements_about_the_subject() -> Non
 
 @pytest.mark.xfail(
     strict=True,
-    reason="offline recall only matches words: nothing tells it that a cat is an animal (a "
-    "neural embedder does); weighting the question's answer-type word down measured worse on "
-    "the held-out conversations, so it is not done",
+    reason="offline recall only matches words: nothing tells it that a cat is an animal (nor "
+    "does the `local` MiniLM: it puts the monkeys first too, README); weighting the question's "
+    "answer-type word down measured worse on the held-out conversations, so it is not done",
 )
 async def test_a_category_word_finds_its_instances() -> None:
     memory = service()
