@@ -31,6 +31,9 @@ from typing import Any
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
+
+# LangGraph 1.x keeps the keys of its own subgraph calls private; import them from
+# `langgraph.constants` if it exports them again (if they move, this import fails at once).
 from langgraph._internal._constants import CONFIG_KEY_CHECKPOINT_NS, CONFIG_KEY_SEND
 from langgraph.types import StateSnapshot, StateUpdate
 from psycopg_pool import AsyncConnectionPool

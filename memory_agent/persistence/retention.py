@@ -24,11 +24,11 @@ from typing import Any, TypedDict
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from memory_agent.errors import InvalidInputError, ThreadBusyError, database_error
 from memory_agent.persistence.locks import thread_key, user_key
 from memory_agent.persistence.namespaces import KINDS, ROOT, encode_label
+from memory_agent.persistence.pool import Pool, describe
 from memory_agent.utils import escape_like
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,6 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 MAX_AGE = timedelta(days=36_500)
 """The longest duration `parse_age` accepts (100 years): a prune cutoff or a memory TTL beyond
 it means "never", and far beyond it overflows Python's dates."""
-
-Pool = AsyncConnectionPool[Any]
 
 
 class ForgetReceipt(TypedDict):
@@ -205,7 +203,10 @@ async def forget_user_data(
         ) from exc
     except psycopg.Error as exc:
         raise database_error(
-            exc, f"forgetting user {user_id!r}", after="nothing was deleted"
+            exc,
+            f"forgetting user {user_id!r}",
+            database=describe(str(pool.conninfo)),
+            after="nothing was deleted",
         ) from exc
     zero = dict.fromkeys(("checkpoints", "checkpoint_blobs", "checkpoint_writes", *KINDS), 0)
     counts = zero | dict(deleted)
@@ -269,7 +270,12 @@ async def prune_threads(
                             deleted["conversations"] += cur.rowcount
             deleted["expired"] += (await conn.execute(DELETE_EXPIRED)).rowcount
     except psycopg.Error as exc:
-        raise database_error(exc, "pruning", after="what was pruned before stays pruned") from exc
+        raise database_error(
+            exc,
+            "pruning",
+            database=describe(str(pool.conninfo)),
+            after="what was pruned before stays pruned",
+        ) from exc
     return _prune_receipt(cutoff, False, pruned, busy, deleted)
 
 

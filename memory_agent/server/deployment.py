@@ -33,16 +33,12 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import StateUpdate
 from starlette.exceptions import HTTPException
 
+from memory_agent import errors
 from memory_agent.agent.boundary import Guard, GuardedAgent, guard_agent, latest_turn
 from memory_agent.context import AgentContext
 from memory_agent.errors import (
     ConfigurationError,
-    DatabaseUnavailableError,
-    InvalidInputError,
     MemoryAgentError,
-    ModelError,
-    StorageRefusedError,
-    ThreadBusyError,
     ThreadOwnershipError,
     database_errors,
 )
@@ -219,13 +215,13 @@ async def thread_taken(thread_id: str, user_id: str) -> str | None:
 
 
 _STATUS: tuple[tuple[type[MemoryAgentError], int, str], ...] = (
-    (InvalidInputError, 422, "invalid_input"),
-    (StorageRefusedError, 422, "storage_refused"),
-    (ConfigurationError, 400, "bad_request"),
-    (ThreadOwnershipError, 403, "forbidden"),
-    (ThreadBusyError, 409, "busy"),
-    (DatabaseUnavailableError, 503, "database_unavailable"),
-    (ModelError, 502, "model_failed"),
+    (errors.InvalidInputError, 422, "invalid_input"),
+    (errors.StorageRefusedError, 422, "storage_refused"),
+    (errors.ConfigurationError, 400, "bad_request"),
+    (errors.ThreadOwnershipError, 403, "forbidden"),
+    (errors.ThreadBusyError, 409, "busy"),
+    (errors.DatabaseUnavailableError, 503, "database_unavailable"),
+    (errors.ModelError, 502, "model_failed"),
 )
 
 

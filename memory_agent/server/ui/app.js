@@ -210,7 +210,7 @@
     if (!noUser && state.auth === false && state.user && path.startsWith("/me")) {
       url.searchParams.set("user_id", state.user);
     }
-    const res = await send(
+    const res = await request(
       url,
       {
         method,
@@ -224,7 +224,7 @@
 
   /** `fetch`, with a failed request or an error status thrown as an `ApiError` (a 401 also
    * signs the page out, unless `signOut` is false). */
-  async function send(url, init, signOut) {
+  async function request(url, init, signOut) {
     let res;
     try {
       res = await fetch(url, init);
@@ -249,7 +249,7 @@
   async function streamTurn(threadId, text, on) {
     const input = { messages: [{ role: "user", content: text }] };
     if (state.auth === false) input.user_id = state.user;
-    const res = await send(
+    const res = await request(
       `/threads/${encodeURIComponent(threadId)}/runs/stream`,
       {
         method: "POST",
