@@ -128,7 +128,7 @@ def is_outage(exc: psycopg.Error) -> bool:
     return state is None or state[:2] in _OUTAGE_CLASSES
 
 
-def first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException) -> str:
     """The first line of `exc`'s message (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -136,8 +136,8 @@ def first_line(exc: BaseException) -> str:
 
 def _cause(exc: BaseException) -> str:
     if isinstance(exc, PoolTimeout):
-        return f"it could not be reached ({first_line(exc)}; is it running?)"
-    return first_line(exc)
+        return f"it could not be reached ({_first_line(exc)}; is it running?)"
+    return _first_line(exc)
 
 
 def database_error(
