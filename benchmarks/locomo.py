@@ -15,7 +15,8 @@ one answering it, dated by the session's date. Each question then goes through
 
 Prints one JSON object: `overall` (categories 1-4) and `by_category` ("1".."5") with
 recall@k, hit@k and words@k, `ingest_ms_per_turn`, `recall_p50_ms`, `recall_p95_ms` (query
-embedding included), `memories` (current memories stored), and what the run was.
+embedding included), `embed_p50_ms` / `embed_p95_ms` (the query embedding alone), `memories`
+(current memories stored), and what the run was.
 Evidence ids are normalised as the data's README says: split on ';', ',' and white space,
 "D:11:26" read as "D11:26", leading zeros dropped, ids of no turn dropped; a question left with
 no evidence is not scored.
@@ -41,15 +42,17 @@ from typing import Any
 
 from common import database, emit
 from langchain_core.messages import HumanMessage
+from langgraph.store.base import BaseStore
 
+from memory_agent.embeddings import unwrap
 from memory_agent.memory import records as memory_records
 from memory_agent.memory.ingest import TurnRecord, extract, remember_turn
 from memory_agent.memory.lexical import analyze, bm25_scores
 from memory_agent.memory.ranking import RecallWeights, default_weights
-from memory_agent.memory.records import MemoryRecord
+from memory_agent.memory.records import MEMORY_KINDS, MemoryRecord
 from memory_agent.memory.service import MemoryService
 from memory_agent.memory.summaries import extractive_summary, title_for
-from memory_agent.models import OfflineChatModel
+from memory_agent.offline import OfflineChatModel
 from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
 
@@ -293,6 +296,19 @@ async def ask_all(
     return scores, latencies
 
 
+def embed_latencies(store: BaseStore, conversations: list[Conversation]) -> list[float]:
+    """Each question's query embedding alone, by the store's embedder (part of the recall time)."""
+    index = getattr(store, "index_config", None) or {}
+    embedder = unwrap(index["embed"])
+    latencies: list[float] = []
+    for conv in conversations:
+        for q in conv.questions:
+            started = time.perf_counter()
+            embedder.embed_query(q.text)
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
 def baseline_bm25(conversations: list[Conversation], ks: list[int]) -> dict[str, float]:
     """The per-turn BM25 baseline of the data's README (raw turn text), for comparison."""
     scores = Scores(ks)
@@ -351,10 +367,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ingest_ms = (time.perf_counter() - started) * 1000
             memories = 0
             for conv in conversations:
-                kinds = ("fact", "preference", "entity", "episode")
-                memories += len(await service.list_memories(conv.sample_id, kinds=kinds))
+                memories += len(await service.list_memories(conv.sample_id, kinds=MEMORY_KINDS))
             dump: list[dict[str, Any]] | None = [] if args.dump else None
             scores, latencies = await ask_all(service, conversations, ks, dump)
+            embedding = embed_latencies(store, conversations)
             if args.dump:
                 Path(args.dump).write_text(json.dumps(dump, indent=1))
             result: dict[str, Any] = {
@@ -363,6 +379,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "ingest_ms_per_turn": round(ingest_ms / max(turns, 1), 3),
                 "recall_p50_ms": round(_percentile(latencies, 0.50), 3),
                 "recall_p95_ms": round(_percentile(latencies, 0.95), 3),
+                "embed_p50_ms": round(_percentile(embedding, 0.50), 3),
+                "embed_p95_ms": round(_percentile(embedding, 0.95), 3),
                 "memories": memories,
                 "turns": turns,
                 "questions": sum(len(c.questions) for c in conversations),

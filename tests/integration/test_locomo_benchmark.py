@@ -34,6 +34,7 @@ def test_benchmark_runs_through_the_product_paths(pg_server: str) -> None:
         "by_category",
         "ingest_ms_per_turn",
         "recall_p50_ms",
+        "embed_p50_ms",
         "recall_p95_ms",
         "memories",
     }
@@ -47,4 +48,5 @@ def test_benchmark_runs_through_the_product_paths(pg_server: str) -> None:
     assert 0 < result["overall"]["recall@1"] <= 1
     assert 0 < result["overall"]["words@10"] <= 7 * 20
     assert result["recall_p50_ms"] > 0 and result["ingest_ms_per_turn"] > 0
+    assert 0 < result["embed_p50_ms"] <= result["embed_p95_ms"]
     assert result["baseline_bm25_per_turn"]["recall@10"] == 1.0
