@@ -319,8 +319,10 @@ async def peak_connections(url: str, every: float = 0.05) -> AsyncIterator[PeakC
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             while not done.is_set():
                 cur = await conn.execute(
+                    # Client connections only: an autovacuum worker busy on the database
+                    # is listed under its name too.
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()",
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
                     (dbname,),
                 )
                 row = await cur.fetchone()
