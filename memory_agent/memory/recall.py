@@ -1,8 +1,11 @@
 """Recall: a user's current memories ranked for a query, over any `BaseStore`.
 
 Candidates come from BM25 (on PostgreSQL one SQL statement over the inverted index, on another
-store scored here over the user's items) and from the store's vector index; `ranking.fuse`
-ranks them with recency and importance. Both searches are exact scans of one user's rows.
+store scored here over the user's items) and from the vector index; `ranking.fuse` ranks them
+with recency and importance. Both searches are exact scans of one user's rows. On PostgreSQL
+with a semantic weight, `persistence.hybrid` runs the two (the query embedded while BM25 runs);
+elsewhere the vector search is the store's own. What recall returns is read: its TTL, if the
+store gives memories one, is renewed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from memory_agent.memory.records import (
     MemoryKind,
     MemoryRecord,
 )
+from memory_agent.persistence import hybrid
 from memory_agent.persistence import store_sql as pg
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
 
@@ -60,7 +64,7 @@ async def search(
 ) -> tuple[list[MemoryRecord], list[list[SearchItem]]]:
     """The memories for `query`, and the results of `extra` searches run in the same batch.
 
-    BM25 runs concurrently with one batch to the store holding the vector search and `extra`.
+    The searches run concurrently with one batch to the store holding `extra`.
     An empty query gives the most recent memories.
     """
     prefix = user_prefix(user_id)
@@ -78,11 +82,59 @@ async def search(
             [cast(list[SearchItem], r) for r in results[:-1]],
         )
     n = max(weights.candidates, limit)
-    semantic = weights.semantic > 0
-    if semantic:
-        ops.append(SearchOp(prefix, filter={"scope": MEMORY_SCOPE}, limit=n, query=query))
     days, words = query_dates(query)
     terms = query_terms(words)
+    postgres = pg.postgres(store)
+    embeddings = getattr(postgres, "embeddings", None)
+    if weights.semantic > 0 and postgres is not None and embeddings is not None:
+        # Both searches in one statement (`persistence.hybrid`), beside the `extra` batch.
+        namespaces = [user_namespace(user_id, KIND_NAMESPACE[k]) for k in wanted]
+        (found, complete), results = await asyncio.gather(
+            hybrid.search(
+                postgres, embeddings, query, prefix, namespaces, terms, limit=n, k1=K1, b=B
+            ),
+            _batch(store, ops),
+        )
+        pool = {
+            (f.namespace, f.key): Candidate(
+                f.namespace, f.key, f.value, lexical=f.lexical, semantic=f.semantic
+            )
+            for f in found
+        }
+    else:
+        pool, complete, results = await _separately(
+            store, weights, user_id, query, terms, n, wanted, ops
+        )
+    ranked = fuse(
+        pool.values(), weights, limit, lexical_complete=complete, days=days, query_terms=terms
+    )
+    await pg.renew_ttl(store, [(c.namespace, c.key) for c in ranked])
+    return (
+        [_memory_record(c.key, c.value, c.score) for c in ranked],
+        [cast(list[SearchItem], r) for r in results[: len(extra)]],
+    )
+
+
+async def _separately(
+    store: BaseStore,
+    weights: RecallWeights,
+    user_id: str,
+    query: str,
+    terms: list[str],
+    n: int,
+    wanted: tuple[MemoryKind, ...],
+    ops: list[SearchOp],
+) -> tuple[dict[tuple[tuple[str, ...], str], Candidate], bool, list[Result]]:
+    """BM25 beside one batch to the store: `ops`, and its vector search when semantic counts.
+
+    Returns the candidates, whether the BM25 list is every match, and the batch's results.
+    """
+    semantic = weights.semantic > 0
+    if semantic:
+        ops = [
+            *ops,
+            SearchOp(user_prefix(user_id), filter={"scope": MEMORY_SCOPE}, limit=n, query=query),
+        ]
     (lexical, complete), results = await asyncio.gather(
         _lexical(store, user_id, terms, n, wanted), _batch(store, ops)
     )
@@ -99,13 +151,7 @@ async def search(
             (item.namespace, item.key), Candidate(item.namespace, item.key, item.value)
         )
         c.semantic = item.score
-    ranked = fuse(
-        pool.values(), weights, limit, lexical_complete=complete, days=days, query_terms=terms
-    )
-    return (
-        [_memory_record(c.key, c.value, c.score) for c in ranked],
-        [cast(list[SearchItem], r) for r in results[: len(extra)]],
-    )
+    return pool, complete, results
 
 
 async def _batch(store: BaseStore, ops: list[SearchOp]) -> list[Result]:

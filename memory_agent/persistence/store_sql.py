@@ -28,6 +28,7 @@ from typing import Any, TypedDict, cast
 import psycopg
 from langgraph.store.base import BaseStore, Op, PutOp, Result, SearchItem
 from langgraph.store.postgres import AsyncPostgresStore
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -70,32 +71,39 @@ ORDER BY prefix, key
 LIMIT %s
 """
 
-_BM25 = """
+BM25_CTES = """
 postings AS MATERIALIZED (
     SELECT prefix, key, term, tf::float8 AS tf, len::float8 AS len
     FROM memory_terms
-    WHERE prefix = ANY(%(namespaces)s) AND term = ANY(%(terms)s::text[])
+    WHERE prefix = ANY({namespaces}) AND term = ANY({terms}::text[])
 ),
 stats AS MATERIALIZED (
     SELECT coalesce(sum(docs), 0)::float8 AS n,
            greatest(coalesce(sum(total_len) / nullif(sum(docs), 0), 1.0), 1e-9) AS avgdl
     FROM memory_term_stats
-    WHERE prefix = ANY(%(namespaces)s)
+    WHERE prefix = ANY({namespaces})
 ),
 df AS MATERIALIZED (
     SELECT term, count(*)::float8 AS df FROM postings GROUP BY term
 ),
 lexical AS MATERIALIZED (
     SELECT p.prefix, p.key,
-           sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * p.tf * (%(k1)s + 1)
-               / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.len / s.avgdl))) AS score
+           sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * p.tf * ({k1} + 1)
+               / (p.tf + {k1} * (1 - {b} + {b} * p.len / s.avgdl))) AS score
     FROM postings p JOIN df USING (term) CROSS JOIN stats s
     GROUP BY p.prefix, p.key
     ORDER BY score DESC, p.key
-    LIMIT %(limit)s
+    LIMIT {limit}
 )"""
-LEXICAL_SEARCH = f"""
-WITH {_BM25}
+"""BM25 (same formula and parameters as `lexical.bm25_scores`) over the postings of the query's
+terms in one user's namespaces (equality on the index's leading columns, so exact and
+complete for one user among many), as CTEs ending in `lexical`; each `{name}` is filled with
+a placeholder or a literal (see `persistence.hybrid`)."""
+_BM25_PARAMS = ("namespaces", "terms", "k1", "b", "limit")
+LEXICAL_SEARCH = sql.SQL(
+    "WITH "
+    + BM25_CTES
+    + """
 SELECT l.prefix, l.key, st.value - 'terms' - 'context' AS value, st.created_at, st.updated_at,
        l.score
 FROM lexical l
@@ -103,10 +111,15 @@ JOIN store st ON st.prefix = l.prefix AND st.key = l.key
 WHERE st.expires_at IS NULL OR st.expires_at > now()
 ORDER BY l.score DESC, l.key
 """
-"""BM25 (same formula and parameters as `lexical.bm25_scores`) over the postings of the query's
-terms in one user's namespaces (equality on the index's leading columns, so exact and
-complete for one user among many), with the winners' values (the search-only fields stay in
-the database)."""
+).format(**{name: sql.Placeholder(name) for name in _BM25_PARAMS})
+"""The best memories by BM25 with their values (the search-only fields stay in the database)."""
+
+REFRESH_TTL = """
+UPDATE store SET expires_at = NOW() + (ttl_minutes || ' minutes')::interval
+FROM unnest(%s::text[], %s::text[]) AS hit(prefix, key)
+WHERE store.prefix = hit.prefix AND store.key = hit.key AND store.ttl_minutes IS NOT NULL
+"""
+"""Renew the TTL of the items read (those that have one)."""
 
 EMBEDDER_SETTING = "embeddings"
 _PAGE = 500
@@ -138,7 +151,8 @@ class ReindexReceipt(TypedDict):
 
 
 @asynccontextmanager
-async def _connection(store: AsyncPostgresStore) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+async def connection(store: AsyncPostgresStore) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A connection of the store's: one from its pool, or its own one under its lock."""
     conn = store.conn
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as c:
@@ -170,7 +184,7 @@ async def transaction(store: BaseStore) -> AsyncIterator[BaseStore]:
     if postgres_store is None:
         yield store
         return
-    async with _connection(postgres_store) as conn, conn.transaction():
+    async with connection(postgres_store) as conn, conn.transaction():
         bound = copy.copy(postgres_store)
         bound.conn = conn
         bound.pipe = None
@@ -225,7 +239,7 @@ async def namespace_items(
     prefix = ".".join(namespace)
     last = ""
     while True:
-        async with _connection(postgres_store) as conn:
+        async with connection(postgres_store) as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(SELECT_NAMESPACE_PAGE, (prefix, last, Jsonb(filter or {}), _PAGE))
                 rows = await cur.fetchall()
@@ -264,7 +278,7 @@ async def lexical_search(
         "limit": limit,
     }
     try:
-        async with _connection(store) as conn:
+        async with connection(store) as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(LEXICAL_SEARCH, params)
                 rows = await cur.fetchall()
@@ -285,6 +299,21 @@ async def lexical_search(
         )
         for row in rows
     ]
+
+
+async def renew_ttl(store: BaseStore, items: Sequence[tuple[tuple[str, ...], str]]) -> None:
+    """Renew the TTL of the (namespace, key) `items` a search read, as the store's own reads do
+    when its TTL settings say `refresh_on_read` (a store without TTLs has nothing to renew)."""
+    postgres_store = postgres(store)
+    ttl = getattr(postgres_store, "ttl_config", None)
+    if postgres_store is None or not items or not ttl or not ttl.get("refresh_on_read", True):
+        return
+    prefixes = [".".join(ns) for ns, _ in items]
+    try:
+        async with connection(postgres_store) as conn:
+            await conn.execute(REFRESH_TTL, (prefixes, [key for _, key in items]))
+    except psycopg.Error as exc:
+        raise database_error(exc, "renewing the memories' TTL") from exc
 
 
 async def recorded_embedder(conn: psycopg.AsyncConnection[DictRow]) -> EmbedderRecord | None:
@@ -341,7 +370,7 @@ async def reindex(
     interrupted re-index leaves the old record, so the next start still asks for a re-index.
     """
     dims = int(record["dims"])
-    async with _connection(store) as conn:
+    async with connection(store) as conn:
         previous = await recorded_embedder(conn)
         row = await (await conn.execute(SELECT_VECTOR_DIMS)).fetchone()
         if row and row["dims"] != dims:
@@ -351,7 +380,7 @@ async def reindex(
     items = 0
     last = ("", "")
     while True:
-        async with _connection(store) as conn:
+        async with connection(store) as conn:
             cur = await conn.execute(SELECT_STORE_PAGE, (*last, _PAGE))
             rows = await cur.fetchall()
         if not rows:
@@ -366,6 +395,6 @@ async def reindex(
         items += len(rows)
         last = (rows[-1]["prefix"], rows[-1]["key"])
         logger.info("re-indexed %d items", items)
-    async with _connection(store) as conn:
+    async with connection(store) as conn:
         await record_embedder(conn, record)
     return {"items": items, "dims": dims, "previous": previous}

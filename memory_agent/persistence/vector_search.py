@@ -44,6 +44,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from memory_agent.persistence.namespaces import ROOT
+from memory_agent.persistence.store_sql import REFRESH_TTL
 from memory_agent.persistence.vectors import vector_text
 from memory_agent.utils import escape_like
 
@@ -95,12 +96,6 @@ LEFT JOIN LATERAL (
 """Two statements in one round trip (no parameters: psycopg sends them as a simple query).
 `hnsw.ef_search` is set for the session: an HNSW scan returns at most that many rows, and every
 search sets it before it runs."""
-
-_REFRESH_TTL = """
-UPDATE store SET expires_at = NOW() + (ttl_minutes || ' minutes')::interval
-FROM unnest(%s::text[], %s::text[]) AS hit(prefix, key)
-WHERE store.prefix = hit.prefix AND store.key = hit.key AND store.ttl_minutes IS NOT NULL
-"""
 
 _LARGE_USERS = """
 SELECT split_part(prefix, '.', 2) AS label, count(*) AS vectors
@@ -194,7 +189,7 @@ async def search(
         candidates = int(rows[0]["candidates"])  # one row at least, with the count
         rows = [r for r in rows if r["key"] is not None]
         if rows and refresh_ttl:
-            await cur.execute(_REFRESH_TTL, ([r["prefix"] for r in rows], [r["key"] for r in rows]))
+            await cur.execute(REFRESH_TTL, ([r["prefix"] for r in rows], [r["key"] for r in rows]))
         # Fewer rows than asked is the complete answer once every candidate was ranked.
         if len(rows) >= op.limit or candidates < n:
             return [_item(r) for r in rows]

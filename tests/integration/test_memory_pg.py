@@ -160,3 +160,63 @@ async def test_the_inverted_index_follows_every_write(agent: Agent, database_url
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM memory_terms").fetchone() == (0,)
         assert conn.execute("SELECT sum(docs) FROM memory_term_stats").fetchone() == (0,)
+
+
+HOBBIES = [
+    "I adopted a dog named Rex last spring",
+    "my dog loves the beach and long walks",
+    "we went hiking in the mountains with the dog",
+    "I started painting sunsets",
+    "painting is how I relax after work",
+    "the beach at sunset is my favorite place",
+    "the mountains were cold but the hike was worth it",
+    "Rex chased a seagull on the beach",
+]
+
+
+async def test_both_searches_in_one_call_rank_as_the_stores_own_searches(agent: Agent) -> None:
+    """On PostgreSQL, BM25 and the vector search run in `persistence.hybrid`; another store runs
+    the store's own vector search. Same memories, same embedder: the same ranking and scores."""
+    episodes: Any = [
+        {"message_id": str(i), "text": t, "speaker": "Jo", "before": "", "after": ""}
+        for i, t in enumerate(HOBBIES)
+    ]
+    both = RecallWeights(semantic=1.0, importance=0)
+    embedder = HashingEmbeddings()
+    memory_store = InMemoryStore(
+        index={"embed": embedder, "dims": embedder.dims, "fields": ["text"]}
+    )
+    pg_service = MemoryService(agent.store, weights=both)  # type: ignore[arg-type]
+    py_service = MemoryService(memory_store, weights=both)
+    for service in (pg_service, py_service):
+        await service.save_episodes("jo", episodes, thread_id="t", when="2023-01-01")
+        await service.save_episodes("other", episodes, thread_id="t", when="2023-01-01")
+    for query in ("dog at the beach", "painting sunsets", "hiking in the cold mountains", "Rex"):
+        on_pg = await pg_service.search("jo", query, limit=5)
+        in_py = await py_service.search("jo", query, limit=5)
+        assert [(r["key"], round(r["score"] or 0, 4)) for r in on_pg] == [
+            (r["key"], round(r["score"] or 0, 4)) for r in in_py
+        ]
+        assert len(on_pg) == 5  # the vector search found memories BM25 did not
+
+
+@pytest.mark.parametrize("semantic", [0.0, 1.0])
+async def test_recall_renews_the_ttl_of_what_it_returns(database_url: str, semantic: float) -> None:
+    async with open_agent(database_url, memory_ttl="7d") as agent:
+        service = MemoryService(agent.store, weights=RecallWeights(semantic=semantic))  # type: ignore[arg-type]
+        episodes: Any = [
+            {"message_id": str(i), "text": t, "speaker": None, "before": "", "after": ""}
+            for i, t in enumerate(HOBBIES)
+        ]
+        await service.save_episodes("kim", episodes, thread_id="t")
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("UPDATE store SET expires_at = now() + interval '1 minute'")
+        found = await service.search("kim", "painting sunsets", limit=2)
+        assert len(found) == 2
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT key, expires_at > now() + interval '6 days' FROM store "
+                "WHERE prefix = 'users.kim.episodes'"
+            ).fetchall()
+        renewed = {key for key, long in rows if long}
+        assert renewed == {r["key"] for r in found}
