@@ -9,7 +9,11 @@ import psycopg
 import pytest
 from langgraph.store.base import PutOp, SearchOp
 from langgraph.store.postgres import AsyncPostgresStore
+from psycopg import sql
 
+from memory_agent.memory.ranking import RecallWeights
+from memory_agent.memory.service import MemoryService
+from memory_agent.persistence import hybrid
 from memory_agent.persistence.namespaces import encode_label, user_namespace, user_prefix
 from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
@@ -104,3 +108,25 @@ async def test_other_searches_go_to_the_store_query(store: ExactSearchStore) -> 
     found = await store.abatch([recent, ranged])
     assert len(found[0]) == 5  # type: ignore[arg-type]
     assert scores(found[1]) == scores(await exact(store, ranged))  # type: ignore[arg-type]
+
+
+async def test_recall_of_a_large_user_reads_their_own_index(
+    store: ExactSearchStore, database_url: str
+) -> None:
+    """Recall's vector statement (`persistence.hybrid`) is planned on the user's HNSW index and
+    still returns only that user's current memories."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await index_large_users(conn, min_memories=300)
+    user = USERS[0]
+    vector = await store.embeddings.aembed_query("river garden")  # type: ignore[union-attr]
+    statement = hybrid.semantic_query(
+        user_prefix(user), [user_namespace(user, "facts")], vector, limit=20
+    )
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET enable_seqscan = off")  # a tiny table: the planner would scan it
+        plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + statement))
+    assert user_index_name(encode_label(user)) in plan
+    service = MemoryService(store, weights=RecallWeights(semantic=1.0))
+    found = await service.search(user, "river garden", limit=12)
+    assert len(found) == 12
+    assert {r["key"] for r in found} <= {f"k{i}" for i in range(300)}
