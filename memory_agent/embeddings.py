@@ -254,6 +254,15 @@ def embedder_name(embeddings: Embeddings) -> str:
     return f"{kind}:{model}" if model else kind
 
 
+def embedder_provider(embeddings: Embeddings) -> str:
+    """Who provides an embedder, in words: "local", "openai" (from `langchain_openai`)."""
+    embeddings = unwrap(embeddings)
+    own = getattr(type(embeddings), "name", None)
+    if isinstance(own, str):
+        return own.split(":", 1)[0]
+    return type(embeddings).__module__.split(".", 1)[0].removeprefix("langchain_")
+
+
 def resolve_embeddings(name: str | None = None) -> tuple[Embeddings, int]:
     """The embeddings named by `name` or $MEMORY_AGENT_EMBEDDINGS, with their dimensions.
 

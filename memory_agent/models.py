@@ -19,12 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict, TypeVar
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
 from memory_agent.context import AgentContext, ModelPurpose, StructuredOutputMethod
+from memory_agent.embeddings import embedder_name, embedder_provider
 from memory_agent.errors import (
     ConfigurationError,
     MemoryAgentError,
@@ -215,14 +217,32 @@ def model_error(
     """`exc`, raised by a `purpose` call to `model`, as a `ModelError` naming provider and cause."""
     provider = provider_of(model)
     cause = _cause(exc)
-    permanent = any(cls.__name__ in _PERMANENT for cls in type(exc).__mro__)
     return ModelError(
         f"the {provider} model failed ({purpose} call): {cause}",
         provider=provider,
         purpose=purpose,
         cause=cause,
-        retryable=not permanent,
+        retryable=not _permanent(exc),
     )
+
+
+def embedding_error(exc: BaseException, embeddings: Embeddings, doing: str) -> ModelError:
+    """`exc`, raised by `embeddings` while `doing` ("embedding the query"), as a `ModelError`
+    naming the embedder, its provider and the cause."""
+    cause = _cause(exc)
+    provider = embedder_provider(embeddings)
+    return ModelError(
+        f"the {provider} embedding model ({embedder_name(embeddings)}) failed while {doing}: "
+        f"{cause}",
+        provider=provider,
+        purpose="embedding",
+        cause=cause,
+        retryable=not _permanent(exc),
+    )
+
+
+def _permanent(exc: BaseException) -> bool:
+    return any(cls.__name__ in _PERMANENT for cls in type(exc).__mro__)
 
 
 class ModelFallback(TypedDict):

@@ -6,10 +6,13 @@ Nothing here imports another module of the package except `errors`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import unicodedata
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 from platformdirs import user_data_dir
@@ -85,3 +88,17 @@ def agent_home() -> Path:
     the user's data directory."""
     home = os.environ.get("MEMORY_AGENT_HOME")
     return Path(home).expanduser() if home else Path(user_data_dir("memory-agent"))
+
+
+async def concurrently(*awaitables: Awaitable[Any]) -> list[Any]:
+    """The results of `awaitables` run concurrently, in order; if one fails, the others are
+    cancelled and awaited before its error is raised (`asyncio.gather` would leave them running,
+    a query on a pooled connection among them, with nobody to await them)."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from memory_agent.embeddings import HashingEmbeddings
+
 # The schema names our structured calls send (json_schema / function_calling), and the
 # opening words of their prompts (json_mode and plain calls carry no schema name).
 _SCHEMAS = {
@@ -123,6 +125,8 @@ class ScriptedOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    embeddings_status: int = 200
+    """What `/embeddings` answers: 200 with the offline embedder's vectors, else that status."""
 
     def set(self, purpose: str, *replies: Reply) -> None:
         """Answer `purpose` with `replies` in order; the last one repeats."""
@@ -235,6 +239,9 @@ def _handler(server: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_POST(self) -> None:  # noqa: N802
+            if self.path.endswith("/embeddings"):
+                self._embeddings()
+                return
             if not self.path.endswith("/chat/completions"):
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                 return
@@ -264,7 +271,27 @@ def _handler(server: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (its time-out): nothing to answer
 
+        def _embeddings(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            request = json.loads(self.rfile.read(length))
+            if server.embeddings_status != 200:
+                error = {"message": "scripted embeddings outage", "type": "server_error"}
+                self._send_json(server.embeddings_status, {"error": error}, retry_after_ms="10")
+                return
+            texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+            vectors = EMBEDDER.embed_documents([str(t) for t in texts])
+            data = [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ]
+            usage = {"prompt_tokens": 1, "total_tokens": 1}
+            body = {"object": "list", "data": data, "model": request["model"], "usage": usage}
+            self._send_json(200, body)
+
     return Handler
+
+
+EMBEDDER = HashingEmbeddings(dims=64)
+"""What the scripted `/embeddings` answers with (any fixed, real embedder would do)."""
 
 
 @contextmanager

@@ -10,7 +10,6 @@ store gives memories one, is renewed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -31,6 +30,7 @@ from memory_agent.memory.records import (
 from memory_agent.persistence import hybrid
 from memory_agent.persistence import store_sql as pg
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
+from memory_agent.utils import concurrently
 
 
 async def recall(
@@ -89,7 +89,7 @@ async def search(
     if weights.semantic > 0 and postgres is not None and embeddings is not None:
         # Both searches in one statement (`persistence.hybrid`), beside the `extra` batch.
         namespaces = [user_namespace(user_id, KIND_NAMESPACE[k]) for k in wanted]
-        (found, complete), results = await asyncio.gather(
+        (found, complete), results = await concurrently(
             hybrid.search(
                 postgres, embeddings, query, prefix, namespaces, terms, limit=n, k1=K1, b=B
             ),
@@ -135,7 +135,7 @@ async def _separately(
             *ops,
             SearchOp(user_prefix(user_id), filter={"scope": MEMORY_SCOPE}, limit=n, query=query),
         ]
-    (lexical, complete), results = await asyncio.gather(
+    (lexical, complete), results = await concurrently(
         _lexical(store, user_id, terms, n, wanted), _batch(store, ops)
     )
     pool: dict[tuple[tuple[str, ...], str], Candidate] = {}

@@ -16,7 +16,6 @@ predicate lets the planner prove the index's). Everything in it is a literal, sa
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from memory_agent.errors import database_error
 from memory_agent.persistence.store_sql import connection, lexical_search
 from memory_agent.persistence.vector_search import HNSW_EF_MAX, HNSW_MIN_EF
 from memory_agent.persistence.vectors import vector_text
-from memory_agent.utils import escape_like
+from memory_agent.utils import concurrently, escape_like
 
 _SET_EF = "SET hnsw.ef_search = {ef}"
 _SEMANTIC = """
@@ -117,7 +116,7 @@ async def search(
         except psycopg.Error as exc:
             raise database_error(exc, "searching memories") from exc
 
-    lexical, nearest = await asyncio.gather(
+    lexical, nearest = await concurrently(
         lexical_search(store, namespaces, terms, limit=limit, k1=k1, b=b), semantic()
     )
     found = {

@@ -3,7 +3,6 @@ recipe that opens it (`open_store`)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import cast
@@ -14,10 +13,12 @@ from langgraph.store.postgres import AsyncPostgresStore
 from langgraph.store.postgres.base import Migration, PostgresIndexConfig
 
 from memory_agent.embeddings import HashingEmbeddings, resolve_embeddings
-from memory_agent.errors import ConfigurationError
+from memory_agent.errors import ConfigurationError, MemoryAgentError
+from memory_agent.models import embedding_error
 from memory_agent.persistence import vector_search
 from memory_agent.persistence.retention import parse_age
 from memory_agent.persistence.vectors import PgVectorEmbeddings
+from memory_agent.utils import concurrently
 
 
 class ExactSearchStore(AsyncPostgresStore):
@@ -77,7 +78,7 @@ class ExactSearchStore(AsyncPostgresStore):
             await searches()  # upstream runs a batch's searches before its writes, too
             await others()
         else:
-            await asyncio.gather(searches(), others())
+            await concurrently(searches(), others())
         return results
 
     def _with_default_ttl(self, op: Op) -> Op:
@@ -116,7 +117,12 @@ def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
 
 async def resolve(embeddings: str | Embeddings | None) -> tuple[Embeddings, int]:
     if isinstance(embeddings, Embeddings):
-        return embeddings, len(await embeddings.aembed_query("dimension probe"))
+        try:
+            return embeddings, len(await embeddings.aembed_query("dimension probe"))
+        except MemoryAgentError:
+            raise
+        except Exception as exc:
+            raise embedding_error(exc, embeddings, "finding its dimensions") from exc
     return resolve_embeddings(embeddings)
 
 

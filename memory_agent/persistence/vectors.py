@@ -19,6 +19,9 @@ import psycopg
 from langchain_core.embeddings import Embeddings
 from psycopg.adapt import Dumper
 
+from memory_agent.errors import MemoryAgentError, ModelError
+from memory_agent.models import embedding_error
+
 
 class PgVector(list[float]):
     """An embedding bound for a pgvector column or parameter."""
@@ -44,6 +47,10 @@ def register_vector_dumper(conn: psycopg.AsyncConnection[Any]) -> None:
 class PgVectorEmbeddings(Embeddings):
     """`inner`'s embeddings, returned as `PgVector`s (and computed inline when cheap).
 
+    A failure of `inner` (a provider unreachable, a wrong key) is raised as a `ModelError`
+    naming the embedder and the cause, as a chat model's is: every embedding the store makes
+    (writes, searches) goes through here.
+
     Args:
         inner: the embeddings to wrap.
         inline: compute the async variants on the event loop instead of a worker thread;
@@ -56,17 +63,40 @@ class PgVectorEmbeddings(Embeddings):
         self.inline = inline
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [PgVector(v) for v in self.inner.embed_documents(texts)]
+        try:
+            return [PgVector(v) for v in self.inner.embed_documents(texts)]
+        except MemoryAgentError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc, "embedding memories") from exc
 
     def embed_query(self, text: str) -> list[float]:
-        return PgVector(self.inner.embed_query(text))
+        try:
+            return PgVector(self.inner.embed_query(text))
+        except MemoryAgentError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc, "embedding the query") from exc
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         if self.inline:
             return self.embed_documents(texts)
-        return [PgVector(v) for v in await self.inner.aembed_documents(texts)]
+        try:
+            return [PgVector(v) for v in await self.inner.aembed_documents(texts)]
+        except MemoryAgentError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc, "embedding memories") from exc
 
     async def aembed_query(self, text: str) -> list[float]:
         if self.inline:
             return self.embed_query(text)
-        return PgVector(await self.inner.aembed_query(text))
+        try:
+            return PgVector(await self.inner.aembed_query(text))
+        except MemoryAgentError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc, "embedding the query") from exc
+
+    def _failed(self, exc: Exception, doing: str) -> ModelError:
+        return embedding_error(exc, self.inner, doing)

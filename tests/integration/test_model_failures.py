@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
-from memory_agent import Agent, AgentContext, ConfigurationError
-from tests.helpers import cli
+from memory_agent import Agent, AgentContext, ConfigurationError, ModelError, open_agent
+from memory_agent.agent.manage import memories
+from tests.helpers import cli, run_turn, say
 from tests.openai_server import Reply, serve
 
 pytestmark = pytest.mark.integration
@@ -137,3 +138,34 @@ def test_an_unknown_model_name_rolls_the_turn_back(database_url: str) -> None:
     assert threads_of(database_url, "cy") == []
     again = run(database_url, "ask", "--user", "cy", "--thread", "c1", "My name is Cy.")
     assert again.returncode == 0 and "cut off" not in again.stderr
+
+
+async def test_an_embedding_model_failing_is_a_model_error_and_the_thread_recovers(
+    database_url: str,
+) -> None:
+    """An embedder reached over the OpenAI protocol goes down mid-conversation: the turn is a
+    `ModelError` naming the embedder and the cause (not a raw transport error, not a silent
+    recall without memories), and the thread's next turn works once the embedder is back."""
+    from langchain_openai import OpenAIEmbeddings
+
+    with serve() as server:
+        embeddings = OpenAIEmbeddings(
+            model="text-embedding-3-small",
+            base_url=server.url,
+            api_key="test-key",  # type: ignore[arg-type]
+            check_embedding_ctx_length=False,  # no tokenizer download
+            max_retries=0,
+        )
+        async with open_agent(database_url, embeddings=embeddings) as agent:
+            await say(agent, "ada", "e1", "I live in Oslo.")
+            server.embeddings_status = 503
+            for question in ("Where do I live?", "I also love jazz."):  # recall; then a write
+                with pytest.raises(ModelError) as failed:
+                    await run_turn(agent, "ada", "e2", question)
+                assert failed.value.provider == "openai" and failed.value.purpose == "embedding"
+                assert "text-embedding-3-small" in str(failed.value)
+                assert "503" in str(failed.value) or "InternalServerError" in str(failed.value)
+            server.embeddings_status = 200
+            assert "Oslo" in await say(agent, "ada", "e2", "Where do I live?")
+            known = [m["text"] for m in await memories(agent).list_memories("ada")]
+            assert "The user lives in Oslo." in known

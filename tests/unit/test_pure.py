@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from memory_agent.intent import budget_for, classify_by_rules
 from memory_agent.memory.extraction import extract_with_rules
 from memory_agent.memory.summaries import extractive_summary, title_for
 from memory_agent.persistence.namespaces import decode_label, encode_label, validate_user_id
+from memory_agent.utils import concurrently
 from memory_agent.validation import validate_thread_id
 
 INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
@@ -147,3 +150,30 @@ async def test_offline_model_answers_from_memories_and_streams() -> None:
     assert hello.content == "Hello, Alice! How can I help you today?"
     unknown = await model.ainvoke([HumanMessage("What is my favorite film?")])
     assert "don't know" in str(unknown.content)
+
+
+async def test_concurrently_cancels_the_others_when_one_fails() -> None:
+    finished: list[str] = []
+    cancelled: list[str] = []
+
+    async def slow() -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+        finished.append("slow")
+        return "slow"
+
+    async def failing() -> str:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("down")
+
+    async def quick(value: int) -> int:
+        return value
+
+    assert await concurrently(quick(1), quick(2)) == [1, 2]
+    with pytest.raises(ConnectionError, match="down"):
+        await concurrently(slow(), failing())
+    # The slow one was cancelled and awaited before the error came out, not left running.
+    assert cancelled == ["slow"] and finished == []
