@@ -8,6 +8,7 @@
   inverted index, transactions with subject locks, pages of a namespace, re-indexing).
 - `locks`: the per-user and per-thread advisory locks; `retention`: forgetting and pruning.
 - `namespaces`: how a user's items are laid out in the store; `vector_search`, `vectors`.
+- `hybrid`: recall's BM25 and vector searches, the query embedded while BM25 runs.
 
 Nothing here imports the memory, graph, agent or server layers (tests/unit/test_layers.py).
 """
