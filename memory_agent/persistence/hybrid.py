@@ -5,12 +5,14 @@ batch that embedded the query and then ran `vector_search.search` (a statement b
 filter: two candidate branches, a widening loop). `search` here starts BM25 first, embeds the
 query in the meantime, and then runs one lean vector statement over the user's kind namespaces
 on a second connection; the two lists are merged, each memory once with both raw scores.
-`benchmarks/locomo.py --embedder local` measured recall p50 13.1 -> 9.3 ms (README).
+`benchmarks/locomo.py --embedder local` measured recall p50 13.1 -> 8-9 ms (README).
 
 Both searches stay exact, as before. The vector statement ranks the user's rows of
 `store_vectors` found through their prefix, or, for a user given an HNSW index of their own by
 `vector_search.index_large_users`, that index (approximate, as there: the literal `LIKE`
-predicate lets the planner prove the index's). Everything in it is a literal, safely quoted
+predicate lets the planner prove the index's), and keeps the kind namespaces' rows among them,
+looking further when the user's other rows took too many places (complete, as
+`vector_search.search` is). Everything in it is a literal, safely quoted
 (see `vector_search._statement`), so the `SET` of `hnsw.ef_search` rides in the same round trip.
 """
 
@@ -36,18 +38,36 @@ from memory_agent.utils import concurrently, escape_like
 _SET_EF = "SET hnsw.ef_search = {ef}"
 _SEMANTIC = """
 WITH q AS MATERIALIZED (SELECT {vector}::vector AS v),
-semantic AS MATERIALIZED (
-    SELECT prefix, key, 1 - (embedding <=> (SELECT v FROM q)) AS score
+nearest AS MATERIALIZED (
+    SELECT prefix, key, embedding <=> (SELECT v FROM q) AS distance
     FROM store_vectors
-    WHERE prefix LIKE {pattern} ESCAPE '\\' AND prefix = ANY({namespaces})
+    WHERE {where}
     ORDER BY embedding <=> (SELECT v FROM q)
+    LIMIT {fetch}
+),
+semantic AS MATERIALIZED (
+    SELECT prefix, key, 1 - distance AS score FROM nearest
+    WHERE prefix = ANY({namespaces})
+    ORDER BY distance, prefix, key
     LIMIT {limit}
 )
-SELECT s.prefix, s.key, st.value - 'terms' - 'context' AS value, s.score
-FROM semantic s
-JOIN store st ON st.prefix = s.prefix AND st.key = s.key
-WHERE st.expires_at IS NULL OR st.expires_at > now()
+SELECT f.fetched, s.prefix, s.key, st.value - 'terms' - 'context' AS value, s.score
+FROM (SELECT count(*) AS fetched FROM nearest) AS f
+LEFT JOIN (
+    semantic s JOIN store st ON st.prefix = s.prefix AND st.key = s.key
+    AND (st.expires_at IS NULL OR st.expires_at > now())
+) ON TRUE
 """
+"""The nearest `fetch` rows under the user's prefix, then the best `limit` of the kind
+namespaces among them. The scan's only predicate is the prefix pattern, the one a user's HNSW
+index is built on: with the namespaces in it too, the planner misjudged how many rows match
+and scanned every vector of a 10k-memory user instead of using their index (`memory_scale.py`,
+`recall_vectors_p50_ms` at 10k: 13.0 ms that way, 5.5 ms this way). `fetched` tells whether
+`fetch` cut the scan: see `search`."""
+
+FETCH_FACTOR = 2
+"""Rows first fetched per wanted one: the user's conversation records and superseded versions
+share the prefix and may take some of the nearest places."""
 
 
 @dataclass
@@ -66,12 +86,21 @@ def semantic_query(
     namespaces: Sequence[tuple[str, ...]],
     vector: Sequence[float],
     limit: int,
+    fetch: int | None = None,
 ) -> sql.Composed:
-    """The vector search: the `limit` memories of `namespaces` nearest to `vector`, with values."""
+    """The vector search: the `limit` memories of `namespaces` nearest to `vector`, with values,
+    among the `fetch` nearest rows under `user_prefix` (None: all of them, no cut)."""
+    pattern = sql.SQL("prefix LIKE {} ESCAPE '\\'").format(
+        sql.Literal(escape_like(".".join(user_prefix)) + ".%")
+    )
+    prefixes = sql.Literal([".".join(ns) for ns in namespaces])
     return sql.SQL(_SEMANTIC).format(
         vector=sql.Literal(vector_text(vector)),
-        pattern=sql.Literal(escape_like(".".join(user_prefix)) + ".%"),
-        namespaces=sql.Literal([".".join(ns) for ns in namespaces]),
+        where=pattern
+        if fetch is not None
+        else pattern + sql.SQL(" AND prefix = ANY({})").format(prefixes),
+        fetch=sql.Literal(fetch) if fetch is not None else sql.SQL("ALL"),
+        namespaces=prefixes,
         limit=sql.Literal(limit),
     )
 
@@ -102,17 +131,26 @@ async def search(
 
     async def semantic() -> list[dict[str, Any]]:
         vector = await embeddings.aembed_query(query)
-        statement = sql.SQL("; ").join(
-            [
-                sql.SQL(_SET_EF).format(ef=sql.Literal(min(max(limit, HNSW_MIN_EF), HNSW_EF_MAX))),
-                semantic_query(user_prefix, namespaces, vector, limit),
-            ]
-        )
+        fetch: int | None = limit * FETCH_FACTOR
         try:
             async with connection(store) as conn, conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(statement, prepare=False)
-                cur.nextset()  # past the SET
-                return await cur.fetchall()
+                while True:
+                    ef = min(max(fetch or limit, HNSW_MIN_EF), HNSW_EF_MAX)
+                    statement = sql.SQL("; ").join(
+                        [
+                            sql.SQL(_SET_EF).format(ef=sql.Literal(ef)),
+                            semantic_query(user_prefix, namespaces, vector, limit, fetch),
+                        ]
+                    )
+                    await cur.execute(statement, prepare=False)
+                    cur.nextset()  # past the SET
+                    got = await cur.fetchall()  # one row at least, with `fetched`
+                    rows = [r for r in got if r["key"] is not None]
+                    # Complete: enough rows, or the scan was not cut (every row was ranked).
+                    if fetch is None or len(rows) >= limit or int(got[0]["fetched"]) < fetch:
+                        return rows
+                    # Other rows of the user took the places: look further, at last at all.
+                    fetch = fetch * 4 if fetch * 4 <= HNSW_EF_MAX else None
         except psycopg.Error as exc:
             raise database_error(exc, "searching memories") from exc
 

@@ -120,7 +120,7 @@ async def test_recall_of_a_large_user_reads_their_own_index(
     user = USERS[0]
     vector = await store.embeddings.aembed_query("river garden")  # type: ignore[union-attr]
     statement = hybrid.semantic_query(
-        user_prefix(user), [user_namespace(user, "facts")], vector, limit=20
+        user_prefix(user), [user_namespace(user, "facts")], vector, limit=20, fetch=40
     )
     with psycopg.connect(database_url) as conn:
         conn.execute("SET enable_seqscan = off")  # a tiny table: the planner would scan it
@@ -130,3 +130,26 @@ async def test_recall_of_a_large_user_reads_their_own_index(
     found = await service.search(user, "river garden", limit=12)
     assert len(found) == 12
     assert {r["key"] for r in found} <= {f"k{i}" for i in range(300)}
+
+
+async def test_recall_looks_past_the_users_other_rows(store: ExactSearchStore) -> None:
+    """40 conversation records outrank every memory: recall's vector search (first fetching
+    twice the rows it wants under the user's prefix) widens until it has its 30 memories, the
+    same as the store's exact query."""
+    user = "plain"
+    query = "river river garden"
+    found, complete = await hybrid.search(
+        store,
+        store.embeddings,  # type: ignore[arg-type]
+        query,
+        user_prefix(user),
+        [user_namespace(user, "facts")],
+        [],
+        limit=30,
+        k1=1.2,
+        b=0.75,
+    )
+    ref = await exact(store, SearchOp(user_prefix(user), {"scope": "memory"}, 30, 0, query))
+    assert complete and len(found) == 30
+    by_distance = sorted(found, key=lambda f: (-(f.semantic or 0), f.key))
+    assert [round(f.semantic or 0, 5) for f in by_distance] == scores(ref)
