@@ -87,7 +87,8 @@ async def search(
     postgres = pg.postgres(store)
     embeddings = getattr(postgres, "embeddings", None)
     if weights.semantic > 0 and postgres is not None and embeddings is not None:
-        # Both searches in one statement (`persistence.hybrid`), beside the `extra` batch.
+        # Both searches, the query embedded while BM25 runs (`persistence.hybrid`), beside
+        # the `extra` batch.
         namespaces = [user_namespace(user_id, KIND_NAMESPACE[k]) for k in wanted]
         (found, complete), results = await concurrently(
             hybrid.search(

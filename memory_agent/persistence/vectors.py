@@ -68,7 +68,7 @@ class PgVectorEmbeddings(Embeddings):
         except MemoryAgentError:
             raise
         except Exception as exc:
-            raise self._failed(exc, "embedding memories") from exc
+            raise self._failed(exc, f"embedding {len(texts)} text(s)") from exc
 
     def embed_query(self, text: str) -> list[float]:
         try:
@@ -86,7 +86,7 @@ class PgVectorEmbeddings(Embeddings):
         except MemoryAgentError:
             raise
         except Exception as exc:
-            raise self._failed(exc, "embedding memories") from exc
+            raise self._failed(exc, f"embedding {len(texts)} text(s)") from exc
 
     async def aembed_query(self, text: str) -> list[float]:
         if self.inline:
