@@ -46,28 +46,27 @@ nearest AS MATERIALIZED (
     LIMIT {fetch}
 ),
 semantic AS MATERIALIZED (
-    SELECT prefix, key, 1 - distance AS score FROM nearest
-    WHERE prefix = ANY({namespaces})
-    ORDER BY distance, prefix, key
+    SELECT n.prefix, n.key, 1 - n.distance AS score FROM nearest n
+    JOIN store st ON st.prefix = n.prefix AND st.key = n.key
+    WHERE n.prefix = ANY({namespaces}) AND (st.expires_at IS NULL OR st.expires_at > now())
+    ORDER BY n.distance, n.prefix, n.key
     LIMIT {limit}
 )
 SELECT f.fetched, s.prefix, s.key, st.value - 'terms' - 'context' AS value, s.score
 FROM (SELECT count(*) AS fetched FROM nearest) AS f
-LEFT JOIN (
-    semantic s JOIN store st ON st.prefix = s.prefix AND st.key = s.key
-    AND (st.expires_at IS NULL OR st.expires_at > now())
-) ON TRUE
+LEFT JOIN (semantic s JOIN store st ON st.prefix = s.prefix AND st.key = s.key) ON TRUE
 """
 """The nearest `fetch` rows under the user's prefix, then the best `limit` of the kind
-namespaces among them. The scan's only predicate is the prefix pattern, the one a user's HNSW
-index is built on: with the namespaces in it too, the planner misjudged how many rows match
-and scanned every vector of a 10k-memory user instead of using their index (`memory_scale.py`,
+namespaces among them that have not expired. The scan's only predicate is the prefix pattern,
+the one a user's HNSW index is built on: with the namespaces in it too, the planner misjudged
+how many rows match and scanned every vector of a 10k-memory user instead of using their index
+(`memory_scale.py`,
 `recall_vectors_p50_ms` at 10k: 13.0 ms that way, 5.5 ms this way). `fetched` tells whether
 `fetch` cut the scan: see `search`."""
 
 FETCH_FACTOR = 2
-"""Rows first fetched per wanted one: the user's conversation records and superseded versions
-share the prefix and may take some of the nearest places."""
+"""Rows first fetched per wanted one: the user's conversation records, superseded versions and
+expired memories share the prefix and may take some of the nearest places."""
 
 
 @dataclass
@@ -149,7 +148,8 @@ async def search(
                     # Complete: enough rows, or the scan was not cut (every row was ranked).
                     if fetch is None or len(rows) >= limit or int(got[0]["fetched"]) < fetch:
                         return rows
-                    # Other rows of the user took the places: look further, at last at all.
+                    # Other rows of the user (conversation records, superseded versions, expired
+                    # memories not yet pruned) took the places: look further, at last at all.
                     fetch = fetch * 4 if fetch * 4 <= HNSW_EF_MAX else None
         except psycopg.Error as exc:
             raise database_error(exc, "searching memories") from exc
