@@ -95,16 +95,16 @@ lexical AS MATERIALIZED (
     LIMIT %(fetch)s
 ),
 live AS MATERIALIZED (
-    SELECT l.prefix, l.key, l.score FROM lexical l
+    SELECT l.prefix, l.key, st.value - 'terms' - 'context' AS value, st.created_at,
+           st.updated_at, l.score
+    FROM lexical l
     JOIN store st ON st.prefix = l.prefix AND st.key = l.key
     WHERE st.expires_at IS NULL OR st.expires_at > now()
     ORDER BY l.score DESC, l.key
     LIMIT %(limit)s
 )
-SELECT f.fetched, l.prefix, l.key, st.value - 'terms' - 'context' AS value, st.created_at,
-       st.updated_at, l.score
-FROM (SELECT count(*) AS fetched FROM lexical) AS f
-LEFT JOIN (live l JOIN store st ON st.prefix = l.prefix AND st.key = l.key) ON TRUE
+SELECT f.fetched, l.*
+FROM (SELECT count(*) AS fetched FROM lexical) AS f LEFT JOIN live l ON TRUE
 ORDER BY l.score DESC, l.key
 """
 """BM25 (same formula and parameters as `lexical.bm25_scores`) over the postings of the query's
@@ -277,7 +277,7 @@ async def lexical_search(
         "terms": list(terms),
         "k1": k1,
         "b": b,
-        "fetch": limit * 2,
+        "fetch": limit,
         "limit": limit,
     }
     try:
