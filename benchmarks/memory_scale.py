@@ -46,7 +46,7 @@ from memory_agent.memory.lexical import K1, B, query_terms, stem
 from memory_agent.memory.ranking import RecallWeights
 from memory_agent.memory.records import MemoryBudget, with_terms
 from memory_agent.memory.service import MemoryService, memory_key
-from memory_agent.persistence import store_sql as pg
+from memory_agent.persistence.bm25 import lexical_search
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
 from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
@@ -269,7 +269,7 @@ async def measure_recall(
         wanted = BUDGET["memories"]
         if weights.semantic == 0:
             terms = query_terms(query_dates(text)[1])
-            matches = await pg.lexical_search(
+            matches = await lexical_search(
                 service.store,  # type: ignore[arg-type]
                 namespaces,
                 terms,

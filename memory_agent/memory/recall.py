@@ -27,7 +27,7 @@ from memory_agent.memory.records import (
     MemoryKind,
     MemoryRecord,
 )
-from memory_agent.persistence import hybrid
+from memory_agent.persistence import bm25, hybrid
 from memory_agent.persistence import store_sql as pg
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
 from memory_agent.utils import concurrently
@@ -168,7 +168,7 @@ async def _lexical(
     namespaces = [user_namespace(user_id, KIND_NAMESPACE[k]) for k in kinds]
     postgres = pg.postgres(store)
     if postgres is not None:
-        found = await pg.lexical_search(postgres, namespaces, terms, limit=n, k1=K1, b=B)
+        found = await bm25.lexical_search(postgres, namespaces, terms, limit=n, k1=K1, b=B)
         return found, len(found) < n
     items = [
         i for ns in namespaces for i in await pg.namespace_items(store, ns, {"scope": MEMORY_SCOPE})

@@ -1,6 +1,6 @@
 """Recall's two searches on PostgreSQL, overlapped: the query is embedded while BM25 runs.
 
-With a neural embedder, recall used to run BM25 (`store_sql.lexical_search`) beside one store
+With a neural embedder, recall used to run BM25 (`bm25.lexical_search`) beside one store
 batch that embedded the query and then ran `vector_search.search` (a statement built for any
 filter: two candidate branches, a widening loop). `search` here starts BM25 first, embeds the
 query in the meantime, and then runs one lean vector statement over the user's kind namespaces
@@ -30,7 +30,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from memory_agent.errors import database_error
-from memory_agent.persistence.store_sql import connection, lexical_search
+from memory_agent.persistence.bm25 import lexical_search
+from memory_agent.persistence.store_sql import connection
 from memory_agent.persistence.vector_search import HNSW_EF_MAX, HNSW_MIN_EF
 from memory_agent.persistence.vectors import vector_text
 from memory_agent.utils import concurrently, escape_like

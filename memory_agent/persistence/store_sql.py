@@ -1,6 +1,6 @@
 """The PostgreSQL side of memory: an inverted index for BM25, the embedder record, re-embedding.
 
-Recall's BM25 reads our inverted index (its vector search is the store's). Our tables, created
+Recall's BM25 (`bm25`) reads our inverted index. Our tables, created
 by `memory_agent.persistence.migrations` (append-only: the index is the version):
 - `memory_terms`: one row per (memory, term) with the term's weight and the memory's length,
   keyed (namespace, term, memory), so BM25 reads only the postings of the query's terms in the
@@ -70,49 +70,6 @@ ORDER BY prefix, key
 LIMIT %s
 """
 
-LEXICAL_SEARCH = """
-WITH postings AS MATERIALIZED (
-    SELECT prefix, key, term, tf::float8 AS tf, len::float8 AS len
-    FROM memory_terms
-    WHERE prefix = ANY(%(namespaces)s) AND term = ANY(%(terms)s::text[])
-),
-stats AS MATERIALIZED (
-    SELECT coalesce(sum(docs), 0)::float8 AS n,
-           greatest(coalesce(sum(total_len) / nullif(sum(docs), 0), 1.0), 1e-9) AS avgdl
-    FROM memory_term_stats
-    WHERE prefix = ANY(%(namespaces)s)
-),
-df AS MATERIALIZED (
-    SELECT term, count(*)::float8 AS df FROM postings GROUP BY term
-),
-lexical AS MATERIALIZED (
-    SELECT p.prefix, p.key,
-           sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * p.tf * (%(k1)s + 1)
-               / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.len / s.avgdl))) AS score
-    FROM postings p JOIN df USING (term) CROSS JOIN stats s
-    GROUP BY p.prefix, p.key
-    ORDER BY score DESC, p.key
-    LIMIT %(fetch)s
-),
-live AS MATERIALIZED (
-    SELECT l.prefix, l.key, st.value - 'terms' - 'context' AS value, st.created_at,
-           st.updated_at, l.score
-    FROM lexical l
-    JOIN store st ON st.prefix = l.prefix AND st.key = l.key
-    WHERE st.expires_at IS NULL OR st.expires_at > now()
-    ORDER BY l.score DESC, l.key
-    LIMIT %(limit)s
-)
-SELECT f.fetched, l.*
-FROM (SELECT count(*) AS fetched FROM lexical) AS f LEFT JOIN live l ON TRUE
-ORDER BY l.score DESC, l.key
-"""
-"""BM25 (same formula and parameters as `lexical.bm25_scores`) over the postings of the query's
-terms in one user's namespaces (equality on the index's leading columns, so exact and
-complete for one user among many): the best `fetch` (NULL: all), of which the best `limit`
-not expired, with their values (the search-only fields stay in the database). `fetched` says
-whether `fetch` cut the ranking: see `lexical_search`."""
-
 REFRESH_TTL = """
 UPDATE store SET expires_at = NOW() + (ttl_minutes || ' minutes')::interval
 FROM unnest(%s::text[], %s::text[]) AS hit(prefix, key)
@@ -127,9 +84,6 @@ MAX_BATCH_OPS = 2_000
 """Most operations in one store batch. A write binds 4 to 6 parameters and its vector 4 more,
 so a batch stays far under PostgreSQL's 65,535 bind parameters per statement, however many
 sentences a turn holds."""
-
-MAX_FETCH = 10_000
-"""The most BM25 candidates ranked before the expiry filter; beyond it, all of them."""
 
 LOCK_SUBJECTS = "SELECT count(pg_advisory_xact_lock(k)) AS n FROM unnest(%s::bigint[]) AS k"
 """Transaction-scoped advisory locks, taken in the order given (sorted: no deadlock)."""
@@ -252,64 +206,6 @@ async def namespace_items(
         if len(rows) < _PAGE:
             return items
         last = rows[-1]["key"]
-
-
-async def lexical_search(
-    store: AsyncPostgresStore,
-    namespaces: Sequence[tuple[str, ...]],
-    terms: Sequence[str],
-    *,
-    limit: int,
-    k1: float,
-    b: float,
-) -> list[SearchItem]:
-    """The best `limit` current memories of `namespaces` by BM25 (`k1`, `b`) for `terms`.
-
-    Raises:
-        ConfigurationError: the inverted index is missing (the database was not set up by
-            `setup_database`).
-        DatabaseUnavailableError: PostgreSQL failed.
-    """
-    if not terms:
-        return []
-    params: dict[str, Any] = {
-        "namespaces": [".".join(ns) for ns in namespaces],
-        "terms": list(terms),
-        "k1": k1,
-        "b": b,
-        "fetch": limit,
-        "limit": limit,
-    }
-    try:
-        async with connection(store) as conn:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                while True:
-                    await cur.execute(LEXICAL_SEARCH, params)
-                    got = await cur.fetchall()  # one row at least, with `fetched`
-                    rows = [r for r in got if r["key"] is not None]
-                    fetch = params["fetch"]
-                    # Complete: enough live ones, or every match was ranked. Else expired
-                    # memories (hidden until `prune` deletes them) took the places: look further.
-                    if fetch is None or len(rows) >= limit or int(got[0]["fetched"]) < fetch:
-                        break
-                    params["fetch"] = fetch * 4 if fetch * 4 <= MAX_FETCH else None
-    except psycopg.errors.UndefinedTable as exc:
-        raise ConfigurationError(
-            "the memory index is missing: run `memory-agent db setup` (or setup_database)"
-        ) from exc
-    except psycopg.Error as exc:
-        raise database_error(exc, "searching memories") from exc
-    return [
-        SearchItem(
-            namespace=tuple(row["prefix"].split(".")),
-            key=row["key"],
-            value=row["value"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            score=float(row["score"]),
-        )
-        for row in rows
-    ]
 
 
 async def renew_ttl(store: BaseStore, items: Sequence[tuple[tuple[str, ...], str]]) -> None:
