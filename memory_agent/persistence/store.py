@@ -13,11 +13,10 @@ from langgraph.store.postgres import AsyncPostgresStore
 from langgraph.store.postgres.base import Migration, PostgresIndexConfig
 
 from memory_agent.embeddings import HashingEmbeddings, resolve_embeddings
-from memory_agent.errors import ConfigurationError, MemoryAgentError
-from memory_agent.models import embedding_error
+from memory_agent.errors import ConfigurationError
 from memory_agent.persistence import vector_search
 from memory_agent.persistence.retention import parse_age
-from memory_agent.persistence.vectors import PgVectorEmbeddings
+from memory_agent.persistence.vectors import PgVectorEmbeddings, reported
 from memory_agent.utils import concurrently
 
 
@@ -117,12 +116,8 @@ def index_config(embeddings: Embeddings, dims: int) -> PostgresIndexConfig:
 
 async def resolve(embeddings: str | Embeddings | None) -> tuple[Embeddings, int]:
     if isinstance(embeddings, Embeddings):
-        try:
+        with reported(embeddings, "finding its dimensions"):
             return embeddings, len(await embeddings.aembed_query("dimension probe"))
-        except MemoryAgentError:
-            raise
-        except Exception as exc:
-            raise embedding_error(exc, embeddings, "finding its dimensions") from exc
     return resolve_embeddings(embeddings)
 
 

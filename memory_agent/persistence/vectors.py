@@ -12,14 +12,15 @@ dumper a `PgVector` is dumped like any list, so nothing breaks, it is only slowe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from langchain_core.embeddings import Embeddings
 from psycopg.adapt import Dumper
 
-from memory_agent.errors import MemoryAgentError, ModelError
+from memory_agent.errors import MemoryAgentError
 from memory_agent.models import embedding_error
 
 
@@ -63,40 +64,33 @@ class PgVectorEmbeddings(Embeddings):
         self.inline = inline
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        try:
+        with reported(self.inner, f"embedding {len(texts)} text(s)"):
             return [PgVector(v) for v in self.inner.embed_documents(texts)]
-        except MemoryAgentError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc, f"embedding {len(texts)} text(s)") from exc
 
     def embed_query(self, text: str) -> list[float]:
-        try:
+        with reported(self.inner, "embedding the query"):
             return PgVector(self.inner.embed_query(text))
-        except MemoryAgentError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc, "embedding the query") from exc
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         if self.inline:
             return self.embed_documents(texts)
-        try:
+        with reported(self.inner, f"embedding {len(texts)} text(s)"):
             return [PgVector(v) for v in await self.inner.aembed_documents(texts)]
-        except MemoryAgentError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc, f"embedding {len(texts)} text(s)") from exc
 
     async def aembed_query(self, text: str) -> list[float]:
         if self.inline:
             return self.embed_query(text)
-        try:
+        with reported(self.inner, "embedding the query"):
             return PgVector(await self.inner.aembed_query(text))
-        except MemoryAgentError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc, "embedding the query") from exc
 
-    def _failed(self, exc: Exception, doing: str) -> ModelError:
-        return embedding_error(exc, self.inner, doing)
+
+@contextmanager
+def reported(embeddings: Embeddings, doing: str) -> Iterator[None]:
+    """A failure of `embeddings` while `doing` ("embedding the query"), raised as a `ModelError`
+    naming the embedder and the cause (the package's own errors pass as they are)."""
+    try:
+        yield
+    except MemoryAgentError:
+        raise
+    except Exception as exc:
+        raise embedding_error(exc, embeddings, doing) from exc
