@@ -23,6 +23,7 @@ from langgraph.store.memory import InMemoryStore
 from memory_agent import AgentContext, Team, build_graph
 from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.ingest import TurnRecord, extract, remember_turn
+from memory_agent.memory.plan import EpisodeDraft
 from memory_agent.memory.service import MemoryService
 from memory_agent.models import OfflineChatModel
 
@@ -90,6 +91,14 @@ async def say(agent: Any, user: str | None, thread: str, text: str, **options: A
     """One turn through `agent` (`options` as `run_turn`'s); the answer's text."""
     out = await run_turn(agent, user, thread, text, **options)
     return str(out["messages"][-1].content)
+
+
+def episodes(texts: Sequence[str], speaker: str | None = None) -> list[EpisodeDraft]:
+    """One episode draft per text, each its own message (m0, m1, ...), said by `speaker`."""
+    return [
+        {"message_id": f"m{i}", "text": t, "speaker": speaker, "before": "", "after": ""}
+        for i, t in enumerate(texts)
+    ]
 
 
 def memory_store() -> InMemoryStore:

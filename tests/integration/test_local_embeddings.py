@@ -12,6 +12,7 @@ import pytest
 from memory_agent import open_agent
 from memory_agent.embeddings import LocalEmbeddings, embedder_name, resolve_embeddings
 from memory_agent.memory.service import MemoryService
+from tests.helpers import episodes
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
@@ -85,13 +86,8 @@ async def test_local_embeddings_find_what_the_words_miss(
     assert isinstance(embeddings, LocalEmbeddings) and dims == 384
     async with open_agent(database_url, embeddings="local") as agent:
         service = MemoryService(agent.store)  # type: ignore[arg-type]
-        episodes: list = [
-            {"message_id": str(i), "text": t, "speaker": None, "before": "", "after": ""}
-            for i, t in enumerate(
-                ["We adopted a golden retriever puppy.", "I repaired the kitchen sink."]
-            )
-        ]
-        await service.save_episodes("lee", episodes, thread_id="t")
+        said = episodes(["We adopted a golden retriever puppy.", "I repaired the kitchen sink."])
+        await service.save_episodes("lee", said, thread_id="t")
         # No word in common with either memory: only the embedding can tell.
         found = await service.search("lee", "Tell me about my pet", limit=1)
         assert found and "retriever" in found[0]["text"]

@@ -3,8 +3,6 @@ user among many, BM25 in SQL equal to BM25 in Python, re-indexing after an embed
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
 from langgraph.store.memory import InMemoryStore
@@ -14,7 +12,7 @@ from memory_agent.agent.manage import memories, reindex_store
 from memory_agent.embeddings import HashingEmbeddings
 from memory_agent.memory.ranking import RecallWeights
 from memory_agent.memory.service import MemoryService
-from tests.helpers import say
+from tests.helpers import episodes, say
 
 pytestmark = pytest.mark.integration
 
@@ -48,17 +46,8 @@ async def test_moving_supersedes_the_city_and_nothing_else(agent: Agent) -> None
 async def test_recall_is_exact_for_one_user_among_many(agent: Agent) -> None:
     service = MemoryService(agent.store, weights=RecallWeights(semantic=1.0))  # type: ignore[arg-type]
     for u in range(25):
-        episodes = [
-            {
-                "message_id": f"m{i}",
-                "text": f"I had coffee with friend {i} at cafe {u}",
-                "speaker": None,
-                "before": "",
-                "after": "",
-            }
-            for i in range(12)
-        ]
-        await service.save_episodes(f"user.{u}", episodes, thread_id="t")  # type: ignore[arg-type]
+        said = episodes([f"I had coffee with friend {i} at cafe {u}" for i in range(12)])
+        await service.save_episodes(f"user.{u}", said, thread_id="t")
     for u in (0, 13, 24):
         found = await service.search(f"user.{u}", "coffee with a friend", limit=10)
         assert len(found) == 10
@@ -74,15 +63,12 @@ async def test_bm25_in_sql_ranks_as_bm25_in_python(agent: Agent) -> None:
         "painting is how I relax after work",
         "the beach at sunset is my favorite place",
     ]
-    episodes: Any = [
-        {"message_id": str(i), "text": t, "speaker": "Jo", "before": "", "after": ""}
-        for i, t in enumerate(texts)
-    ]
+    said = episodes(texts, speaker="Jo")
     lexical = RecallWeights(semantic=0, importance=0)
     pg_service = MemoryService(agent.store, weights=lexical)  # type: ignore[arg-type]
     py_service = MemoryService(InMemoryStore(), weights=lexical)
     for service in (pg_service, py_service):
-        await service.save_episodes("jo", episodes, thread_id="t", when="2023-01-01")
+        await service.save_episodes("jo", said, thread_id="t", when="2023-01-01")
     for query in ("dog at the beach", "painting sunsets", "hiking"):
         on_pg = await pg_service.search("jo", query, limit=6)
         in_py = await py_service.search("jo", query, limit=6)
@@ -177,10 +163,7 @@ HOBBIES = [
 async def test_both_searches_in_one_call_rank_as_the_stores_own_searches(agent: Agent) -> None:
     """On PostgreSQL, BM25 and the vector search run in `persistence.hybrid`; another store runs
     the store's own vector search. Same memories, same embedder: the same ranking and scores."""
-    episodes: Any = [
-        {"message_id": str(i), "text": t, "speaker": "Jo", "before": "", "after": ""}
-        for i, t in enumerate(HOBBIES)
-    ]
+    said = episodes(HOBBIES, speaker="Jo")
     both = RecallWeights(semantic=1.0, importance=0)
     embedder = HashingEmbeddings()
     memory_store = InMemoryStore(
@@ -189,8 +172,8 @@ async def test_both_searches_in_one_call_rank_as_the_stores_own_searches(agent: 
     pg_service = MemoryService(agent.store, weights=both)  # type: ignore[arg-type]
     py_service = MemoryService(memory_store, weights=both)
     for service in (pg_service, py_service):
-        await service.save_episodes("jo", episodes, thread_id="t", when="2023-01-01")
-        await service.save_episodes("other", episodes, thread_id="t", when="2023-01-01")
+        await service.save_episodes("jo", said, thread_id="t", when="2023-01-01")
+        await service.save_episodes("other", said, thread_id="t", when="2023-01-01")
     for query in ("dog at the beach", "painting sunsets", "hiking in the cold mountains", "Rex"):
         on_pg = await pg_service.search("jo", query, limit=5)
         in_py = await py_service.search("jo", query, limit=5)
@@ -204,11 +187,7 @@ async def test_both_searches_in_one_call_rank_as_the_stores_own_searches(agent: 
 async def test_recall_renews_the_ttl_of_what_it_returns(database_url: str, semantic: float) -> None:
     async with open_agent(database_url, memory_ttl="7d") as agent:
         service = MemoryService(agent.store, weights=RecallWeights(semantic=semantic))  # type: ignore[arg-type]
-        episodes: Any = [
-            {"message_id": str(i), "text": t, "speaker": None, "before": "", "after": ""}
-            for i, t in enumerate(HOBBIES)
-        ]
-        await service.save_episodes("kim", episodes, thread_id="t")
+        await service.save_episodes("kim", episodes(HOBBIES), thread_id="t")
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("UPDATE store SET expires_at = now() + interval '1 minute'")
         found = await service.search("kim", "painting sunsets", limit=2)

@@ -23,6 +23,7 @@ from memory_agent.persistence import hybrid
 from memory_agent.persistence.namespaces import user_namespace, user_prefix
 from memory_agent.persistence.opening import open_store
 from memory_agent.persistence.pool import open_pool
+from tests.helpers import episodes
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +33,6 @@ LEXICAL = RecallWeights(semantic=0)
 # Labels that an unescaped LIKE pattern would confuse: "a_" matches "ab", "a%" ("a%25")
 # matches "a%25" ("a%2525"), "a.b" is "a%2Eb", "a%2E" is "a%252E".
 LOOKALIKES = ("a", "ab", "a_", "a%", "a%25", "a.b", "a%2E", "ü", "a@example.com", "a\\")
-
-
-def episodes(texts: list[str]) -> Any:
-    return [
-        {"message_id": f"m{i}", "text": t, "speaker": None, "before": "", "after": ""}
-        for i, t in enumerate(texts)
-    ]
 
 
 COFFEE = [f"I had coffee with my friend number {i} at the corner cafe." for i in range(6)]
@@ -243,42 +237,47 @@ async def test_concurrent_searches_of_twenty_users(database_url: str) -> None:
                 assert {r["thread_id"] for r in found} == {f"t{n}"}, users[n]
 
 
-async def test_expired_memories_do_not_hide_live_ones(database_url: str) -> None:
-    async with open_agent(database_url, memory_ttl="7d") as agent:
-        service = MemoryService(agent.store, weights=HYBRID)  # type: ignore[arg-type]
-        near = [f"The river river river flows, note {i}." for i in range(60)]
-        expired = await service.save_episodes("kim", episodes(near), thread_id="x", when=WHEN)
-        live = [f"Riverside riverbank walks, entry {i}." for i in range(10)]
-        await service.save_episodes("kim", episodes(live), thread_id="y", when=WHEN)
-        with psycopg.connect(database_url) as conn:
-            conn.execute(
-                "UPDATE store SET expires_at = now() - interval '1 hour' WHERE key = ANY(%s)",
-                (expired,),
-            )
-        found = await service.search("kim", "river", limit=5)
-        assert not {r["key"] for r in found} & set(expired)
-        assert len(found) == 5 and {r["thread_id"] for r in found} == {"y"}
-
-
-@pytest.mark.parametrize("semantic", [0.0, 1.0])
-async def test_expired_lexical_matches_do_not_hide_live_ones(
-    database_url: str, semantic: float
+@pytest.mark.parametrize(
+    ("near", "live", "query", "semantic"),
+    [
+        # The vector search: 60 expired memories nearer to the query than any live one.
+        (
+            "The river river river flows, note {}.",
+            "Riverside riverbank walks, entry {}.",
+            "river",
+            1.0,
+        ),
+        # BM25: 120 expired memories outrank the live ones for the query's word.
+        (
+            "Harbor harbor harbor, note {}.",
+            "We walked by the old harbor wall, entry {}.",
+            "harbor",
+            0.0,
+        ),
+        (
+            "Harbor harbor harbor, note {}.",
+            "We walked by the old harbor wall, entry {}.",
+            "harbor",
+            1.0,
+        ),
+    ],
+)
+async def test_expired_memories_do_not_hide_live_ones(
+    database_url: str, near: str, live: str, query: str, semantic: float
 ) -> None:
-    """BM25's side of the same: 120 expired memories outrank 10 live ones for the query's word;
-    the live ones are still found (BM25 looks past the expired, which stay until `prune`)."""
+    """Expired memories stay until `prune` deletes them; each search looks past them."""
     async with open_agent(database_url, memory_ttl="7d") as agent:
-        weights = RecallWeights(semantic=semantic)
-        service = MemoryService(agent.store, weights=weights)  # type: ignore[arg-type]
-        near = [f"Harbor harbor harbor, note {i}." for i in range(120)]
-        expired = await service.save_episodes("kim", episodes(near), thread_id="x", when=WHEN)
-        live = [f"We walked along the old harbor wall with friends, entry {i}." for i in range(10)]
-        await service.save_episodes("kim", episodes(live), thread_id="y", when=WHEN)
+        service = MemoryService(agent.store, weights=RecallWeights(semantic=semantic))  # type: ignore[arg-type]
+        stale = [near.format(i) for i in range(120)]
+        expired = await service.save_episodes("kim", episodes(stale), thread_id="x", when=WHEN)
+        fresh = [live.format(i) for i in range(10)]
+        await service.save_episodes("kim", episodes(fresh), thread_id="y", when=WHEN)
         with psycopg.connect(database_url) as conn:
             conn.execute(
                 "UPDATE store SET expires_at = now() - interval '1 hour' WHERE key = ANY(%s)",
                 (expired,),
             )
-        found = await service.search("kim", "harbor", limit=8)
+        found = await service.search("kim", query, limit=8)
         assert len(found) == 8 and {r["thread_id"] for r in found} == {"y"}
 
 

@@ -34,9 +34,8 @@ from memory_agent.agent import open as persistence_module
 from memory_agent.agent.boundary import cut_off
 from memory_agent.memory.extraction import MemoryDraft
 from memory_agent.memory.lexical import MAX_TERM_CHARS
-from memory_agent.memory.service import EpisodeDraft
 from memory_agent.persistence.checkpointer import BoundedPostgresSaver
-from tests.helpers import ask, cfg
+from tests.helpers import ask, cfg, episodes
 
 pytestmark = pytest.mark.integration
 
@@ -164,14 +163,10 @@ async def test_a_huge_write_stays_under_the_bind_parameter_limit(database_url: s
     rng = random.Random(2)
     texts = [big_message(rng, i) for i in range(40)]
     assert all(len(text) < 16_000 for text in texts)
-    episodes: list[EpisodeDraft] = [
-        {"message_id": f"m{i}", "text": t, "speaker": None, "before": "", "after": ""}
-        for i, t in enumerate(texts)
-    ]
     ctx = AgentContext(model=OfflineChatModel())
     async with open_agent(database_url) as agent:
         service = MemoryService(agent.store)
-        written = await service.save_episodes(USER, episodes, thread_id="import")
+        written = await service.save_episodes(USER, episodes(texts), thread_id="import")
         assert len(written) * 4 > 65_535  # more than one statement could have bound
         episodes_ns = f"users.{USER}.episodes"
         stored = "SELECT count(*) FROM store WHERE prefix = %s"
