@@ -12,7 +12,7 @@ from langgraph.store.postgres import AsyncPostgresStore
 from psycopg.rows import dict_row
 
 from memory_agent.errors import ConfigurationError, database_error
-from memory_agent.persistence.store_sql import connection
+from memory_agent.persistence.store_sql import connection, fetch_sizes
 
 LEXICAL_SEARCH = """
 WITH postings AS MATERIALIZED (
@@ -84,22 +84,18 @@ async def lexical_search(
         "terms": list(terms),
         "k1": k1,
         "b": b,
-        "fetch": limit,
         "limit": limit,
     }
     try:
-        async with connection(store) as conn:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                while True:
-                    await cur.execute(LEXICAL_SEARCH, params)
-                    got = await cur.fetchall()  # one row at least, with `fetched`
-                    rows = [r for r in got if r["key"] is not None]
-                    fetch = params["fetch"]
-                    # Complete: enough live ones, or every match was ranked. Else expired
-                    # memories (hidden until `prune` deletes them) took the places: look further.
-                    if fetch is None or len(rows) >= limit or int(got[0]["fetched"]) < fetch:
-                        break
-                    params["fetch"] = fetch * 4 if fetch * 4 <= MAX_FETCH else None
+        async with connection(store) as conn, conn.cursor(row_factory=dict_row) as cur:
+            for fetch in fetch_sizes(limit, MAX_FETCH):
+                await cur.execute(LEXICAL_SEARCH, {**params, "fetch": fetch})
+                got = await cur.fetchall()  # one row at least, with `fetched`
+                rows = [r for r in got if r["key"] is not None]
+                # Enough live ones, or every match was ranked (else expired memories, hidden
+                # until `prune` deletes them, took the places: rank more).
+                if len(rows) >= limit or fetch is None or int(got[0]["fetched"]) < fetch:
+                    break
     except psycopg.errors.UndefinedTable as exc:
         raise ConfigurationError(
             "the memory index is missing: run `memory-agent db setup` (or setup_database)"

@@ -18,7 +18,6 @@ looking further when the user's other rows took too many places (complete, as
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from psycopg.rows import dict_row
 
 from memory_agent.errors import database_error
 from memory_agent.persistence.bm25 import lexical_search
-from memory_agent.persistence.store_sql import connection
+from memory_agent.persistence.store_sql import connection, fetch_sizes
 from memory_agent.persistence.vector_search import HNSW_EF_MAX, HNSW_MIN_EF
 from memory_agent.persistence.vectors import vector_text
 from memory_agent.utils import concurrently, escape_like
@@ -131,11 +130,10 @@ async def search(
 
     async def semantic() -> list[dict[str, Any]]:
         vector = await embeddings.aembed_query(query)
-        fetch: int | None = limit * FETCH_FACTOR
         try:
             async with connection(store) as conn, conn.cursor(row_factory=dict_row) as cur:
-                while True:
-                    ef = min(max(fetch or limit, HNSW_MIN_EF), HNSW_EF_MAX)
+                for fetch in fetch_sizes(limit * FETCH_FACTOR, HNSW_EF_MAX):
+                    ef = min(max(fetch or HNSW_EF_MAX, HNSW_MIN_EF), HNSW_EF_MAX)
                     statement = sql.SQL("; ").join(
                         [
                             sql.SQL(_SET_EF).format(ef=sql.Literal(ef)),
@@ -146,14 +144,13 @@ async def search(
                     cur.nextset()  # past the SET
                     got = await cur.fetchall()  # one row at least, with `fetched`
                     rows = [r for r in got if r["key"] is not None]
-                    # Complete: enough rows, or the scan was not cut (every row was ranked).
-                    if fetch is None or len(rows) >= limit or int(got[0]["fetched"]) < fetch:
-                        return rows
-                    # Other rows of the user (conversation records, superseded versions, expired
-                    # memories not yet pruned) took the places: look further, at last at all.
-                    fetch = fetch * 4 if fetch * 4 <= HNSW_EF_MAX else None
+                    # Enough rows, or every row was ranked (else the user's other rows took the
+                    # places: conversation records, superseded versions, expired memories).
+                    if len(rows) >= limit or fetch is None or int(got[0]["fetched"]) < fetch:
+                        break
         except psycopg.Error as exc:
             raise database_error(exc, "searching memories") from exc
+        return rows
 
     lexical, nearest = await concurrently(
         lexical_search(store, namespaces, terms, limit=limit, k1=k1, b=b), semantic()
@@ -164,9 +161,8 @@ async def search(
     }
     for row in nearest:
         namespace = tuple(str(row["prefix"]).split("."))
-        value = row["value"] if isinstance(row["value"], dict) else json.loads(row["value"])
         hit = found.setdefault(
-            (namespace, row["key"]), Found(namespace, row["key"], value, None, None)
+            (namespace, row["key"]), Found(namespace, row["key"], row["value"], None, None)
         )
         hit.semantic = float(row["score"])
     return list(found.values()), len(lexical) < limit

@@ -21,7 +21,7 @@ import contextlib
 import copy
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict, cast
 
@@ -206,6 +206,17 @@ async def namespace_items(
         if len(rows) < _PAGE:
             return items
         last = rows[-1]["key"]
+
+
+def fetch_sizes(first: int, most: int) -> Iterator[int | None]:
+    """How many rows a search ranks before a filter drops some (expired memories, other rows of
+    the user), try after try: `first`, four times more while within `most`, then all (None).
+    A search stops early once it has enough rows, or once a try ranked every row."""
+    size = first
+    while size <= most:
+        yield size
+        size *= 4
+    yield None
 
 
 async def renew_ttl(store: BaseStore, items: Sequence[tuple[tuple[str, ...], str]]) -> None:
