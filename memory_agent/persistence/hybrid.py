@@ -5,7 +5,7 @@ batch that embedded the query and then ran `vector_search.search` (a statement b
 filter: two candidate branches, a widening loop). `search` here starts BM25 first, embeds the
 query in the meantime, and then runs one lean vector statement over the user's kind namespaces
 on a second connection; the two lists are merged, each memory once with both raw scores.
-`benchmarks/locomo.py --embedder local` measured recall p50 13.1 -> 8-9 ms (README).
+`benchmarks/locomo.py --embedder local` measured recall p50 13.1 -> 7.6 ms (README).
 
 Both searches stay exact, as before. The vector statement ranks the user's rows of
 `store_vectors` found through their prefix, or, for a user given an HNSW index of their own by
